@@ -1,0 +1,67 @@
+"""Typed errors: every failure MedLens reports has a stable `code` and a human message.
+
+Item-level failures (one bad URL among many) travel as values inside results; request-level
+failures are raised and turned into JSON by the server's error middleware, the one place that
+knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# code -> HTTP status when the error fails a whole request. Item errors ignore the status.
+HTTP_STATUS: dict[str, int] = {
+    "invalid_url": 400,
+    "invalid_request": 400,
+    "scheme_not_allowed": 400,
+    "address_not_allowed": 400,
+    "fetch_failed": 502,
+    "fetch_timeout": 504,
+    "too_many_redirects": 502,
+    "too_large": 413,
+    "not_an_image": 415,
+    "unsupported_format": 415,
+    "decode_failed": 422,
+    "too_many_pixels": 413,
+    "too_small": 422,
+    "pdf_encrypted": 422,
+    "pdf_malformed": 422,
+    "pdf_timeout": 422,
+    "page_failed": 502,
+    "too_many_items": 413,
+    "queue_full": 503,
+    "unauthorized": 401,
+    "forbidden_origin": 403,
+    "forbidden_host": 403,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "model_error": 500,
+    "backbone_unavailable": 500,
+    "weights_invalid": 500,
+    "head_mismatch": 500,
+    "internal": 500,
+}
+
+
+@dataclass
+class MedLensError(Exception):
+    """A failure with a machine-readable code, safe to show to a user."""
+
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.code}: {self.message}")
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 500)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class ModelError(MedLensError):
+    """The model cannot be built or loaded (missing or wrong weights, mismatched head)."""

@@ -1,0 +1,156 @@
+"""The one `Settings` object: every limit, timeout and switch of MedLens, named and documented once.
+
+Values are layered: defaults < config file (`config.toml` in the config folder) < `MEDLENS_*`
+environment variables < command-line flags. `Settings.load()` does the layering; tests build
+`Settings(...)` directly with the values they need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from medlens.errors import MedLensError
+
+
+def _doc(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"doc": text})
+
+
+def default_config_dir() -> Path:
+    """Per-user folder for the token and config file (XDG on Linux, overridable for tests)."""
+    env = os.environ.get("MEDLENS_CONFIG_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "medlens"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("MEDLENS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "medlens"
+
+
+@dataclass
+class Settings:
+    # server
+    host: str = _doc("Address the server listens on; loopback unless you know why not.", "127.0.0.1")
+    port: int = _doc("TCP port of the server.", 8377)
+    token_required: bool = _doc("Require `Authorization: Bearer <token>` on classify routes.", True)
+    allow_private: bool = _doc("Let the server fetch loopback/private/link-local addresses (SSRF guard off).", False)
+    # model
+    device: str = _doc("Where the backbone runs: auto (CUDA when available), cpu or cuda.", "auto")
+    backbone: str = _doc("Backbone name in the registry; must match the head in model_dir.", "mobilenet_v2")
+    model_dir: str = _doc("Folder with the head and model card; empty = the shipped model.", "")
+    weights_path: str = _doc("Explicit backbone weight file; empty = find it from the registry.", "")
+    torch_threads: int = _doc("CPU threads for the backbone; 0 = torch's default.", 0)
+    # batching
+    max_batch: int = _doc("Most images the model sees in one forward pass.", 16)
+    max_wait_ms: float = _doc("How long the batcher waits to fill a batch once it has one image.", 5.0)
+    queue_max: int = _doc("Most images waiting for the model; beyond it requests get 503 queue_full.", 512)
+    # fetching
+    fetch_concurrency: int = _doc("Most downloads in flight at once, all hosts together.", 32)
+    fetch_per_host: int = _doc("Most downloads in flight to one host.", 6)
+    connect_timeout_s: float = _doc("Seconds to establish a connection to an image or page host.", 5.0)
+    total_timeout_s: float = _doc("Seconds for one whole download, redirects included.", 20.0)
+    max_redirects: int = _doc("Most redirect hops followed per download.", 5)
+    user_agent: str = _doc("User-Agent sent with downloads.", "MedLens/0.1 (+local image classifier)")
+    # sizes
+    max_image_bytes: int = _doc("Largest image download or upload, in bytes.", 20 * 1024 * 1024)
+    max_pixels: int = _doc("Largest decoded image (width x height): decompression-bomb guard.", 50_000_000)
+    min_side: int = _doc("Images whose shorter side is below this many pixels are skipped as too small.", 16)
+    max_items: int = _doc("Most URLs or files in one request.", 256)
+    max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)
+    max_pdf_bytes: int = _doc("Largest PDF accepted, in bytes.", 64 * 1024 * 1024)
+    max_pdf_pages: int = _doc("Most PDF pages scanned; later pages are left out and flagged truncated.", 300)
+    max_pdf_images: int = _doc("Most PDF images classified; later ones are left out and flagged truncated.", 500)
+    pdf_time_limit_s: float = _doc("Seconds one PDF's extraction may take before pdf_timeout.", 60.0)
+    max_html_bytes: int = _doc("Largest HTML page fetched for page scans, in bytes.", 5 * 1024 * 1024)
+    max_page_images: int = _doc("Most images classified from one web page.", 200)
+    cache_entries: int = _doc("Results kept in the URL / content-hash result cache.", 4096)
+    thumbnail_side: int = _doc("Longest side of PDF image thumbnails, in pixels.", 160)
+    # paths
+    config_dir: str = _doc("Folder for the token file and config.toml; empty = per-user default.", "")
+    cache_dir: str = _doc("Folder for the training feature cache; empty = per-user default.", "")
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.config_dir) if self.config_dir else default_config_dir()
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+    ) -> "Settings":
+        """Layer defaults < config file < MEDLENS_* env < overrides (flags; None values ignored)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        cfg_dir = Path(env.get("MEDLENS_CONFIG_DIR", "")) if env.get("MEDLENS_CONFIG_DIR") else default_config_dir()
+        path = config_file or cfg_dir / "config.toml"
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise MedLensError("invalid_request", f"config file {path} is not valid TOML: {exc}") from exc
+            values.update(_coerce_all(data, f"config file {path}"))
+        from_env = {
+            f.name: env[f"MEDLENS_{f.name.upper()}"] for f in fields(cls) if f"MEDLENS_{f.name.upper()}" in env
+        }
+        values.update(_coerce_all(from_env, "environment"))
+        values.update(_coerce_all({k: v for k, v in (overrides or {}).items() if v is not None}, "flags"))
+        return cls(**values)
+
+
+def _coerce_all(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name: f for f in fields(Settings)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise MedLensError("invalid_request", f"unknown setting {key!r} in {where}")
+        out[key] = _coerce(known[key].type, value, key, where)
+    return out
+
+
+def _coerce(type_name: Any, value: Any, key: str, where: str) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise MedLensError("invalid_request", f"setting {key!r} in {where}: {value!r} is not a valid {kind}") from exc
+
+
+def settings_reference() -> str:
+    """Markdown table of every setting, for the README and `medlens settings`."""
+    rows = ["| setting | default | what it does |", "|---|---|---|"]
+    for f in fields(Settings):
+        rows.append(f"| `{f.name}` (`MEDLENS_{f.name.upper()}`) | `{f.default!r}` | {f.metadata['doc']} |")
+    return "\n".join(rows)

@@ -1,0 +1,5 @@
+"""Shared fixtures. Each concern keeps its fixtures in tests/fixtures/<name>.py, loaded here."""
+
+pytest_plugins = [
+    "fixtures.data",
+]
