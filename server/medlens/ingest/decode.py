@@ -1,0 +1,185 @@
+"""Untrusted bytes → one RGB image the model can use, or a precise reason why not.
+
+The format is sniffed from the bytes (a server's Content-Type or a file name proves nothing),
+only common raster formats are decoded, and the size is checked from the header before any
+pixel is decoded, so a 40-byte PNG claiming 100 000 x 100 000 pixels costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import Image, ImageOps
+
+from medlens.errors import MedLensError
+from medlens.image_modes import to_rgb
+from medlens.settings import Settings
+
+# Formats decoded; everything else is refused before Pillow sees it (Pillow can parse far more,
+# and each extra parser is extra attack surface for bytes from the web).
+RASTER_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
+# Recognised images we deliberately do not decode.
+UNSUPPORTED_FORMATS: frozenset[str] = frozenset({"SVG", "AVIF", "HEIC", "JPEG2000", "ICO", "PSD", "JXL"})
+# Recognised things that are not images at all.
+NON_IMAGE_FORMATS: frozenset[str] = frozenset({"HTML", "XML", "PDF", "TEXT", "JSON", "ZIP", "GZIP"})
+
+_ORIENTATION_TAG = 0x0112
+_SWAPS_SIDES = {5, 6, 7, 8}
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image; `width`/`height` are the original's as displayed, `image` may be smaller."""
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Name the format from magic bytes (`"JPEG"`, `"SVG"`, `"HTML"`, `"TEXT"`, ...); None if unknown."""
+    head = data[:64]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:2] == b"BM" and len(data) >= 26:
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"heif", b"mif1", b"msf1"):
+            return "HEIC"
+    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
+        return "JPEG2000"
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        return "JXL"
+    if head[:4] == b"\x00\x00\x01\x00":
+        return "ICO"
+    if head[:4] == b"8BPS":
+        return "PSD"
+    if head[:4] == b"PK\x03\x04":
+        return "ZIP"
+    if head[:2] == b"\x1f\x8b":
+        return "GZIP"
+    if b"%PDF-" in data[:1024]:
+        return "PDF"
+    return _sniff_text(data[:4096])
+
+
+def _sniff_text(head: bytes) -> str | None:
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if head.startswith(bom):
+            text = head[len(bom):].decode(codec, errors="ignore")
+            break
+    else:
+        if b"\x00" in head:
+            return None
+        text = head.decode("utf-8", errors="ignore")
+        if len(text) < 0.9 * len(head.decode("latin-1")):
+            return None
+    lowered = text.lstrip().lower()
+    if "<svg" in lowered[:2048]:
+        return "SVG"
+    if lowered.startswith(("<!doctype html", "<html", "<head", "<body", "<script", "<iframe", "<div", "<p>", "<!--", "<meta", "<title", "<a ", "<table")):
+        return "HTML"
+    if "<html" in lowered[:2048] or "<body" in lowered[:2048]:
+        return "HTML"
+    if lowered.startswith("<?xml"):
+        return "XML"
+    if lowered.startswith(("{", "[")):
+        return "JSON"
+    if not text.strip():
+        return None
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return "TEXT" if printable >= 0.95 * len(text) else None
+
+
+def check_format(data: bytes) -> str:
+    """The sniffed raster format of `data`, or the MedLensError that says why it cannot be decoded."""
+    if not data:
+        raise MedLensError("not_an_image", "empty body")
+    fmt = sniff_format(data)
+    if fmt in RASTER_FORMATS:
+        return fmt  # type: ignore[return-value]
+    if fmt in UNSUPPORTED_FORMATS:
+        raise MedLensError("unsupported_format", f"{fmt} images are not supported (JPEG, PNG, GIF, WebP, BMP, TIFF are)")
+    if fmt in NON_IMAGE_FORMATS:
+        raise MedLensError("not_an_image", f"content is {fmt}, not an image")
+    raise MedLensError("not_an_image", "content is not a recognised image format")
+
+
+def draft_size(width: int, height: int, target_side: int) -> tuple[int, int] | None:
+    """Size to ask the JPEG decoder for so the shorter side stays >= target_side; None = full size."""
+    short = min(width, height)
+    if target_side <= 0 or short <= target_side:
+        return None
+    scale = target_side / short
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> DecodedImage:
+    """Decode untrusted bytes to RGB, refusing anything too big, too small, broken or not a raster.
+
+    JPEGs are decoded at a reduced scale (DCT scaling, much cheaper) as long as the shorter side
+    stays >= `target_side`; pass 0 for full size. Pillow's warnings about the input (bomb
+    warnings, odd EXIF) are not actionable for bytes from the web and are suppressed here.
+    """
+    fmt = check_format(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            img = Image.open(BytesIO(data), formats=[fmt])
+        except Image.DecompressionBombError as exc:
+            raise MedLensError("too_many_pixels", f"{fmt} header claims too many pixels: {exc}") from exc
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
+            raise MedLensError("decode_failed", f"cannot read {fmt} header: {exc}") from exc
+        try:
+            return _decode_opened(img, fmt, settings, target_side)
+        finally:
+            img.close()
+
+
+def _decode_opened(img: Image.Image, fmt: str, settings: Settings, target_side: int) -> DecodedImage:
+    width, height = img.size
+    if width * height > settings.max_pixels:
+        raise MedLensError(
+            "too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit of {settings.max_pixels}"
+        )
+    if width <= 0 or height <= 0:
+        raise MedLensError("decode_failed", f"{fmt} header has an empty size {width}x{height}")
+    try:
+        orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block must not sink an otherwise fine image
+        orientation = 1
+    if orientation in _SWAPS_SIDES:
+        width, height = height, width
+    if min(width, height) < settings.min_side:
+        raise MedLensError("too_small", f"{width}x{height} is smaller than {settings.min_side} pixels on a side")
+    try:
+        if fmt == "JPEG":
+            size = draft_size(img.size[0], img.size[1], target_side)
+            if size is not None:
+                img.draft("RGB", size)
+        img.load()
+        oriented = ImageOps.exif_transpose(img) or img
+        rgb = to_rgb(oriented)
+        rgb.load()
+    except MedLensError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error, MemoryError) as exc:
+        raise MedLensError("decode_failed", f"cannot decode {fmt} data: {exc}") from exc
+    return DecodedImage(image=rgb, width=width, height=height, format=fmt)
