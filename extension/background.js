@@ -1,0 +1,337 @@
+/* MedLens background: a service worker in Chrome, an event page in Firefox (manifest
+ * background.scripts loads lib/ first there). It may stop at any time: listeners are registered at
+ * top level, state lives in storage, and every listener only forwards to a named function.
+ * Only this file and the extension pages talk to the MedLens server. */
+/* global importScripts, MedLens */
+"use strict";
+
+if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js");
+
+const ext = globalThis.browser ?? globalThis.chrome;
+const { TYPES, FROM_CONTENT, FROM_EXTENSION_PAGE } = MedLens.messages;
+const MENU_ID = "medlens-classify-image";
+const CONTENT_FILES = ["extension/lib/messages.js", "extension/content.js"];
+const MAX_URLS_PER_CALL = 64;
+const MAX_BYTES_PER_CALL = 16;
+// Per-item errors after which the service worker reads the image itself (with the user's cookies)
+// and sends its bytes: the server could not reach it (login, intranet) or got a login page instead.
+const RETRY_AS_BYTES = new Set([
+  "fetch_failed", "fetch_timeout", "address_not_allowed", "not_an_image", "too_many_redirects", "unsupported_media_type",
+]);
+const stateArea = () => ext.storage.session ?? ext.storage.local;
+
+/* ---------------------------------------------------------------- tab state (storage) */
+
+function stateKey(tabId) {
+  return `tab:${tabId}`;
+}
+
+async function setTabState(tabId, state) {
+  await stateArea().set({ [stateKey(tabId)]: { ...state, tabId, updatedAt: Date.now() } });
+}
+
+async function getTabState(tabId) {
+  const got = await stateArea().get(stateKey(tabId));
+  return got[stateKey(tabId)] || null;
+}
+
+async function setActionBadge(tabId, state) {
+  try {
+    let text = "";
+    let color = "#555";
+    if (state.status === "server") {
+      text = "!";
+      color = "#9b1c1c";
+    } else if (state.counts && state.counts.medical) {
+      text = String(state.counts.medical);
+      color = "#9b1c1c";
+    }
+    await ext.action.setBadgeText({ tabId, text });
+    if (text) await ext.action.setBadgeBackgroundColor({ tabId, color });
+  } catch {
+    /* the tab may be gone */
+  }
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+function isScannable(url) {
+  return /^https?:\/\//i.test(url || "") || /^file:\/\//i.test(url || "");
+}
+
+async function resolveTab(tab) {
+  if (typeof tab === "number") return ext.tabs.get(tab);
+  if (tab && typeof tab.id === "number" && typeof tab.url === "string") return tab;
+  if (tab && typeof tab.id === "number") return ext.tabs.get(tab.id);
+  throw new Error("no tab");
+}
+
+async function ensureContent(tabId, frameId = 0) {
+  try {
+    const pong = await ext.tabs.sendMessage(tabId, { type: TYPES.PING }, { frameId });
+    if (pong && pong.ok) return;
+  } catch {
+    /* not injected yet */
+  }
+  await ext.scripting.executeScript({ target: { tabId, frameIds: [frameId] }, files: CONTENT_FILES });
+}
+
+function errorResult(source, code, message) {
+  return { source, status: "error", label: null, probability: null, modality: null, error: { code, message } };
+}
+
+function errorOf(e) {
+  return { code: e && e.code ? e.code : "internal", message: e && e.message ? e.message : String(e) };
+}
+
+async function blobFromDataUrl(dataUrl) {
+  const resp = await fetch(dataUrl);
+  return resp.blob();
+}
+
+function uploadName(blob, i) {
+  const sub = ((blob.type || "").split("/")[1] || "bin").replace(/[^a-z0-9]/gi, "").slice(0, 5) || "bin";
+  return `image-${i}.${sub === "jpeg" ? "jpg" : sub}`;
+}
+
+/** Read an image with the browser's own session (cookies), as the page would. */
+async function fetchImageBlob(src) {
+  const resp = await fetch(src, { credentials: "include", cache: "force-cache" });
+  if (!resp.ok) throw Object.assign(new Error(`HTTP ${resp.status}`), { code: "fetch_failed" });
+  const blob = await resp.blob();
+  if (blob.size > MedLens.api.MAX_IMAGE_BYTES) throw Object.assign(new Error("image too large"), { code: "too_large" });
+  return blob;
+}
+
+/* ---------------------------------------------------------------- classification */
+
+/** Classify bytes: items [{src, blob}] -> results in order (source is the original src). */
+async function classifyBlobs(s, items) {
+  const out = [];
+  for (let i = 0; i < items.length; i += MAX_BYTES_PER_CALL) {
+    const chunk = items.slice(i, i + MAX_BYTES_PER_CALL);
+    let results;
+    try {
+      results = await MedLens.api.classifyImages(s, chunk.map((it, j) => ({ blob: it.blob, name: uploadName(it.blob, i + j) })));
+    } catch (e) {
+      const err = errorOf(e);
+      results = chunk.map((it) => errorResult(it.src, err.code, err.message));
+    }
+    chunk.forEach((it, j) => out.push({ ...(results[j] || errorResult(it.src, "internal", "no result")), source: it.src, via: "bytes" }));
+  }
+  return out;
+}
+
+/** URLs -> results; what the server cannot fetch is read here (or by the page) and sent as bytes. */
+async function classifyUrlsFor(s, urls, pageUrl, tabId, frameId) {
+  const results = [];
+  for (let i = 0; i < urls.length; i += MAX_URLS_PER_CALL) {
+    const chunk = urls.slice(i, i + MAX_URLS_PER_CALL);
+    try {
+      results.push(...(await MedLens.api.classifyUrls(s, chunk, pageUrl)));
+    } catch (e) {
+      const err = errorOf(e);
+      results.push(...chunk.map((u) => errorResult(u, err.code, err.message)));
+    }
+  }
+  const retry = [];
+  results.forEach((r, i) => {
+    if (r && r.status === "error" && r.error && RETRY_AS_BYTES.has(r.error.code) && /^https?:/i.test(urls[i])) retry.push(i);
+  });
+  if (retry.length) {
+    const items = [];
+    const idx = [];
+    await Promise.all(retry.map(async (i) => {
+      const blob = await readImage(urls[i], tabId, frameId);
+      if (blob) {
+        items.push({ src: urls[i], blob });
+        idx.push(i);
+      }
+    }));
+    const again = await classifyBlobs(s, items);
+    idx.forEach((i, j) => {
+      results[i] = again[j];
+    });
+  }
+  return results.map((r, i) => ({ ...r, source: urls[i] }));
+}
+
+/** The image's bytes: first with the browser's cookies from here, else from the page itself. */
+async function readImage(src, tabId, frameId) {
+  try {
+    return await fetchImageBlob(src);
+  } catch {
+    /* try the page */
+  }
+  if (typeof tabId !== "number") return null;
+  try {
+    const got = await ext.tabs.sendMessage(tabId, { type: TYPES.GET_IMAGE_BYTES, src }, { frameId: frameId || 0 });
+    return got && got.dataUrl ? blobFromDataUrl(got.dataUrl) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function classifyDataUrls(s, items) {
+  const blobs = [];
+  const bad = new Map();
+  for (const [i, it] of items.entries()) {
+    try {
+      blobs.push({ i, src: it.src, blob: await blobFromDataUrl(it.dataUrl) });
+    } catch (e) {
+      bad.set(i, errorResult(it.src, "decode_failed", `could not read the image bytes (${e.message})`));
+    }
+  }
+  const results = await classifyBlobs(s, blobs);
+  const out = items.map((it, i) => bad.get(i));
+  blobs.forEach((b, j) => {
+    out[b.i] = results[j];
+  });
+  return out;
+}
+
+/* ---------------------------------------------------------------- the two entry points */
+
+/** What the toolbar click does: find the page's images, classify them, badge them, watch the page. */
+async function scanTab(tab) {
+  tab = await resolveTab(tab);
+  const s = await MedLens.settings.load();
+  if (!isScannable(tab.url)) {
+    const state = { status: "unsupported", url: tab.url, message: "MedLens cannot scan this kind of page." };
+    await setTabState(tab.id, state);
+    return state;
+  }
+  if (MedLens.settings.isSiteOff(tab.url, s.offSites)) {
+    const state = { status: "off", url: tab.url, message: `MedLens is off on ${new URL(tab.url).hostname} (options).` };
+    await setTabState(tab.id, state);
+    return state;
+  }
+  await setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {} });
+  const server = await MedLens.api.serverState(s);
+  if (!server.ok) {
+    const state = { status: "server", url: tab.url, server };
+    await setTabState(tab.id, state);
+    await setActionBadge(tab.id, state);
+    return state;
+  }
+  try {
+    await ensureContent(tab.id);
+    const summary = await ext.tabs.sendMessage(
+      tab.id, { type: TYPES.SCAN_PAGE, settings: MedLens.settings.forContent(s) }, { frameId: 0 });
+    const state = { ...summary, status: "done", url: tab.url };
+    await setTabState(tab.id, state);
+    await setActionBadge(tab.id, state);
+    return state;
+  } catch (e) {
+    const state = { status: "failed", url: tab.url, message: `MedLens could not read this page: ${e.message}` };
+    await setTabState(tab.id, state);
+    return state;
+  }
+}
+
+/** What "Classify image" does: classify the right-clicked image and badge it. */
+async function classifyImageInTab(tab, srcUrl, frameId = 0) {
+  tab = await resolveTab(tab);
+  const s = await MedLens.settings.load();
+  if (MedLens.settings.isSiteOff(tab.url, s.offSites)) return { status: "off" };
+  if (typeof srcUrl !== "string" || !srcUrl) return errorResult(String(srcUrl), "invalid_url", "no image address");
+  await ensureContent(tab.id, frameId);
+  let result;
+  if (/^https?:/i.test(srcUrl)) {
+    [result] = await classifyUrlsFor(s, [srcUrl], tab.url, tab.id, frameId);
+  } else {
+    // data:, blob: and other addresses the server cannot fetch: the page hands over the bytes
+    let got = null;
+    try {
+      got = await ext.tabs.sendMessage(tab.id, { type: TYPES.GET_IMAGE_BYTES, src: srcUrl }, { frameId });
+    } catch {
+      got = null;
+    }
+    result = got && got.dataUrl
+      ? (await classifyDataUrls(s, [{ src: srcUrl, dataUrl: got.dataUrl }]))[0]
+      : errorResult(srcUrl, "fetch_failed", "MedLens could not read this image's bytes");
+  }
+  await ext.tabs.sendMessage(
+    tab.id, { type: TYPES.BADGE_IMAGE, src: srcUrl, result, settings: MedLens.settings.forContent(s) }, { frameId });
+  return result;
+}
+
+async function autoScan(tabId, tab) {
+  const s = await MedLens.settings.load();
+  if (!s.autoScan || !isScannable(tab.url) || MedLens.settings.isSiteOff(tab.url, s.offSites)) return null;
+  return scanTab(tab);
+}
+
+/* ---------------------------------------------------------------- messages */
+
+function isExtensionPage(sender) {
+  return typeof sender.url === "string" && sender.url.startsWith(ext.runtime.getURL(""));
+}
+
+/** Checks a message against the known types and its sender; returns a promise or null (ignored). */
+function handleMessage(msg, sender) {
+  if (!MedLens.messages.isMessage(msg) || !sender || sender.id !== ext.runtime.id) return null;
+  if (isExtensionPage(sender)) {
+    if (!FROM_EXTENSION_PAGE.includes(msg.type)) return null;
+    if (msg.type === TYPES.SCAN_TAB && Number.isInteger(msg.tabId)) return scanTab(msg.tabId);
+    return null;
+  }
+  if (!sender.tab || !FROM_CONTENT.includes(msg.type)) return null;
+  const tabId = sender.tab.id;
+  const frameId = sender.frameId || 0;
+  switch (msg.type) {
+    case TYPES.CLASSIFY_URLS: {
+      const urls = Array.isArray(msg.urls) ? msg.urls.filter((u) => typeof u === "string" && /^https?:/i.test(u)) : [];
+      if (!urls.length || urls.length !== msg.urls.length) return Promise.resolve({ error: { code: "invalid_request", message: "urls" } });
+      return MedLens.settings.load().then((s) => classifyUrlsFor(s, urls, sender.tab.url, tabId, frameId)).then((results) => ({ results }));
+    }
+    case TYPES.CLASSIFY_BYTES: {
+      const items = Array.isArray(msg.items)
+        ? msg.items.filter((it) => it && typeof it.src === "string" && typeof it.dataUrl === "string" && it.dataUrl.startsWith("data:"))
+        : [];
+      if (!items.length || items.length !== msg.items.length) return Promise.resolve({ error: { code: "invalid_request", message: "items" } });
+      return MedLens.settings.load().then((s) => classifyDataUrls(s, items)).then((results) => ({ results }));
+    }
+    case TYPES.SCAN_PROGRESS: {
+      const num = (v) => (Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
+      const counts = {};
+      for (const k of ["medical", "non-medical", "skipped", "error"]) counts[k] = num(msg.counts && msg.counts[k]);
+      const state = { status: msg.final ? "done" : "scanning", url: sender.tab.url, found: num(msg.found), done: num(msg.done), counts, watching: !!msg.watching };
+      return setTabState(tabId, state).then(() => setActionBadge(tabId, state)).then(() => ({ ok: true }));
+    }
+    default:
+      return null;
+  }
+}
+
+function onMessage(msg, sender, sendResponse) {
+  const reply = handleMessage(msg, sender);
+  if (!reply) return false;
+  reply.then(sendResponse, (e) => sendResponse({ error: errorOf(e) }));
+  return true;
+}
+
+function createMenu() {
+  ext.contextMenus.removeAll(() => {
+    ext.contextMenus.create({ id: MENU_ID, title: "Classify image", contexts: ["image"] }, () => void ext.runtime.lastError);
+  });
+}
+
+/* ---------------------------------------------------------------- listeners (top level, forwarders only) */
+
+ext.runtime.onInstalled.addListener(() => createMenu());
+ext.runtime.onStartup.addListener(() => createMenu());
+ext.runtime.onMessage.addListener(onMessage);
+ext.action.onClicked.addListener((tab) => void scanTab(tab)); // only fires if the popup is ever unset
+ext.contextMenus.onClicked.addListener((info, tab) => {
+  if (info.menuItemId === MENU_ID) void classifyImageInTab(tab, info.srcUrl, info.frameId || 0);
+});
+ext.tabs.onUpdated.addListener((tabId, info, tab) => {
+  if (info.status === "loading") void stateArea().remove(stateKey(tabId));
+  if (info.status === "complete") void autoScan(tabId, tab);
+});
+ext.tabs.onRemoved.addListener((tabId) => void stateArea().remove(stateKey(tabId)));
+
+// The seams tests and other tools rely on (architecture.md): scanTab and classifyImageInTab are
+// top-level functions of this script, i.e. globals of the worker / event page.
+Object.assign(globalThis, { scanTab, classifyImageInTab, getTabState, handleMessage });

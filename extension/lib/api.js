@@ -1,0 +1,200 @@
+/* MedLens server client. Used only by the service worker and extension pages (popup, options):
+ * content scripts never talk to the server. Every call carries the pairing token. */
+(() => {
+  "use strict";
+  const ns = (globalThis.MedLens = globalThis.MedLens || {});
+  if (ns.api) return;
+
+  const API_VERSION = 1;
+  const HEALTH_TIMEOUT_MS = 4000;
+  const CLASSIFY_TIMEOUT_MS = 180000;
+  // The server's default caps (Settings.max_pdf_bytes / max_image_bytes): checked before uploading
+  // so an oversize file gets a clear message at once; the server checks again (413).
+  const MAX_PDF_BYTES = 64 * 1024 * 1024;
+  const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
+  const IMAGE_TYPES = Object.freeze(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"]);
+  const IMAGE_EXT = /\.(png|jpe?g|gif|webp|bmp|tiff?)$/i;
+
+  class ApiError extends Error {
+    constructor(code, message, status = 0) {
+      super(message);
+      this.name = "ApiError";
+      this.code = code;
+      this.status = status;
+    }
+    toJSON() {
+      return { code: this.code, message: this.message, status: this.status };
+    }
+  }
+
+  function headers(s, extra) {
+    const h = { ...(extra || {}) };
+    if (s.token) h.Authorization = `Bearer ${s.token}`;
+    return h;
+  }
+
+  async function request(s, path, init = {}, timeoutMs = CLASSIFY_TIMEOUT_MS) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), timeoutMs);
+    let resp;
+    try {
+      resp = await fetch(s.serverUrl + path, {
+        ...init,
+        headers: headers(s, init.headers),
+        signal: ctl.signal,
+        credentials: "omit",
+        cache: "no-store",
+      });
+    } catch (e) {
+      throw new ApiError("server_down", `No MedLens server answers at ${s.serverUrl} (${e.name === "AbortError" ? "timed out" : e.message}).`);
+    } finally {
+      clearTimeout(timer);
+    }
+    return parse(resp);
+  }
+
+  async function parse(resp) {
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch {
+      body = null;
+    }
+    if (!resp.ok) {
+      if (body && body.error && body.error.code) throw new ApiError(body.error.code, body.error.message || body.error.code, resp.status);
+      if (resp.status === 404 || resp.status === 405) throw new ApiError("old_server", "This server does not speak MedLens API v1.", resp.status);
+      throw new ApiError("http_error", `The server answered HTTP ${resp.status}.`, resp.status);
+    }
+    if (body === null) throw new ApiError("old_server", "The server's answer is not MedLens JSON.", resp.status);
+    return body;
+  }
+
+  function health(s) {
+    return request(s, "/v1/health", { method: "GET" }, HEALTH_TIMEOUT_MS);
+  }
+
+  async function classifyUrls(s, urls, pageUrl) {
+    const body = { urls };
+    if (pageUrl) body.page_url = pageUrl;
+    if (s.threshold !== null && s.threshold !== undefined) body.threshold = s.threshold;
+    const out = await request(s, "/v1/classify", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return out.results.map((r) => applyThreshold(r, s.threshold));
+  }
+
+  /** files: [{blob, name}] -> results in the same order. */
+  async function classifyImages(s, files) {
+    const form = new FormData();
+    for (const f of files) form.append("file", f.blob, f.name);
+    const out = await request(s, "/v1/classify/image", { method: "POST", body: form });
+    return out.results.map((r) => applyThreshold(r, s.threshold));
+  }
+
+  /** Multipart upload with progress (XMLHttpRequest: fetch has no upload progress). Pages only. */
+  function upload(s, path, files, onProgress) {
+    if (typeof XMLHttpRequest === "undefined") {
+      const form = new FormData();
+      for (const f of files) form.append("file", f.blob, f.name);
+      return request(s, path, { method: "POST", body: form });
+    }
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", s.serverUrl + path);
+      xhr.responseType = "text";
+      xhr.timeout = CLASSIFY_TIMEOUT_MS;
+      if (s.token) xhr.setRequestHeader("Authorization", `Bearer ${s.token}`);
+      xhr.upload.onprogress = (e) => onProgress && e.lengthComputable && onProgress(e.loaded / e.total, "upload");
+      xhr.upload.onload = () => onProgress && onProgress(1, "processing");
+      xhr.onerror = () => reject(new ApiError("server_down", `No MedLens server answers at ${s.serverUrl}.`));
+      xhr.ontimeout = () => reject(new ApiError("server_down", "The MedLens server did not answer in time."));
+      xhr.onload = () => {
+        const fake = {
+          ok: xhr.status >= 200 && xhr.status < 300,
+          status: xhr.status,
+          json: async () => JSON.parse(xhr.responseText),
+        };
+        parse(fake).then(resolve, reject);
+      };
+      const form = new FormData();
+      for (const f of files) form.append("file", f.blob, f.name);
+      xhr.send(form);
+    });
+  }
+
+  async function classifyPdf(s, file, onProgress) {
+    const out = await upload(s, "/v1/classify/pdf", [{ blob: file, name: file.name }], onProgress);
+    out.results = out.results.map((r) => applyThreshold(r, s.threshold));
+    return out;
+  }
+
+  async function classifyImageFiles(s, files, onProgress) {
+    const out = await upload(s, "/v1/classify/image", files.map((f) => ({ blob: f, name: f.name })), onProgress);
+    return out.results.map((r) => applyThreshold(r, s.threshold));
+  }
+
+  /** The user's strictness: relabel from the probability when a threshold is set. */
+  function applyThreshold(r, threshold) {
+    if (!r || r.status !== "ok" || threshold === null || threshold === undefined || typeof r.probability !== "number") return r;
+    const label = r.probability >= threshold ? "medical" : "non-medical";
+    return label === r.label ? r : { ...r, label, modality: label === "medical" ? r.modality : null };
+  }
+
+  /** What kind of file the popup was given: "pdf", "image" or null (unsupported). */
+  function fileKind(file) {
+    const type = (file.type || "").toLowerCase();
+    if (type === "application/pdf" || /\.pdf$/i.test(file.name || "")) return "pdf";
+    if (IMAGE_TYPES.includes(type) || (!type && IMAGE_EXT.test(file.name || "")) || IMAGE_EXT.test(file.name || "")) return "image";
+    return null;
+  }
+
+  function port(serverUrl) {
+    try {
+      const u = new URL(serverUrl);
+      return u.port || (u.protocol === "https:" ? "443" : "80");
+    } catch {
+      return "8377";
+    }
+  }
+
+  /** The server's state as the popup and options show it: one clear sentence and the command to run. */
+  async function serverState(s) {
+    const serve = port(s.serverUrl) === "8377" ? "medlens serve" : `medlens serve --port ${port(s.serverUrl)}`;
+    let h;
+    try {
+      h = await health(s);
+    } catch (e) {
+      if (e.code === "server_down")
+        return { state: "server_down", ok: false, title: "MedLens server is not running", detail: `Nothing answers at ${s.serverUrl}. Start the server in a terminal:`, command: serve };
+      if (e.code === "unauthorized")
+        return { state: s.token ? "wrong_token" : "not_paired", ok: false, ...pairingText(s) };
+      if (e.code === "old_server" || e.status === 404)
+        return { state: "old_server", ok: false, title: "MedLens server is too old", detail: `The program at ${s.serverUrl} does not offer MedLens API v${API_VERSION}. Update MedLens, then restart it:`, command: serve };
+      return { state: "error", ok: false, title: "MedLens server error", detail: `${e.message} (${e.code})`, command: serve };
+    }
+    if (!h || typeof h !== "object" || h.api === undefined || h.api < API_VERSION)
+      return { state: "old_server", ok: false, health: h, title: "MedLens server is too old", detail: `Server version ${(h && h.version) || "unknown"} speaks API v${(h && h.api) ?? 0}; this extension needs v${API_VERSION}. Update MedLens, then restart it:`, command: serve };
+    if (h.api > API_VERSION)
+      return { state: "old_extension", ok: false, health: h, title: "MedLens extension is too old", detail: `Server ${h.version} speaks API v${h.api}; update the extension.`, command: "" };
+    if (h.token_required && !h.paired)
+      return { state: s.token ? "wrong_token" : "not_paired", ok: false, health: h, ...pairingText(s) };
+    return {
+      state: "ok", ok: true, health: h, title: "Connected",
+      detail: `MedLens ${h.version} · ${(h.model && h.model.backbone) || "model"} on ${h.device || "?"}${h.token_required ? " · paired" : ""}`,
+      command: "",
+    };
+  }
+
+  function pairingText(s) {
+    return s.token
+      ? { title: "Wrong pairing token", detail: "The server refused the saved token. Print the current one and paste it in MedLens options:", command: "medlens token" }
+      : { title: "Not paired with the server", detail: "Print the server's token and paste it in MedLens options:", command: "medlens token" };
+  }
+
+  ns.api = Object.freeze({
+    API_VERSION, MAX_PDF_BYTES, MAX_IMAGE_BYTES, ApiError, health, classifyUrls, classifyImages, classifyPdf,
+    classifyImageFiles, applyThreshold, fileKind, serverState,
+  });
+})();

@@ -1,0 +1,277 @@
+/* MedLens popup: asks the service worker to scan the active tab as it opens (so one toolbar click
+ * scans), shows the server's state and the scan's progress, and classifies dropped PDFs/images. */
+/* global MedLens */
+"use strict";
+
+const ext = globalThis.browser ?? globalThis.chrome;
+const { TYPES } = MedLens.messages;
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let currentTabId = null;
+
+/* ---------------------------------------------------------------- server state */
+
+function showServer(st) {
+  $("server").dataset.state = st.state;
+  $("server-title").textContent = st.title;
+  $("server-detail").textContent = st.detail || "";
+  $("server-command").textContent = st.command || "";
+  $("server-command-row").hidden = !st.command || st.ok;
+}
+
+async function refreshServer() {
+  const s = await MedLens.settings.load();
+  const st = await MedLens.api.serverState(s);
+  showServer(st);
+  return st;
+}
+
+/* ---------------------------------------------------------------- scan of the active tab */
+
+function showScan(state) {
+  const el = $("scan");
+  const status = $("scan-status");
+  const bar = $("scan-progress");
+  if (!state) {
+    el.dataset.status = "idle";
+    status.textContent = "Not scanned yet.";
+    bar.hidden = true;
+    return;
+  }
+  el.dataset.status = state.status;
+  const counts = state.counts || {};
+  for (const n of document.querySelectorAll("[data-count]")) n.textContent = String(counts[n.dataset.count] || 0);
+  bar.hidden = state.status !== "scanning" || !state.found;
+  bar.value = state.found ? state.done / state.found : 0;
+  switch (state.status) {
+    case "scanning":
+      status.textContent = state.found ? `Scanning… ${state.done} of ${state.found} images` : "Scanning…";
+      break;
+    case "done":
+      status.textContent = state.found
+        ? `${state.found} image${state.found === 1 ? "" : "s"} classified${state.watching ? "; watching for new ones" : ""}.`
+        : "No images found on this page.";
+      break;
+    case "server":
+      status.textContent = "Not scanned: the server is not ready (see above).";
+      if (state.server) showServer(state.server);
+      break;
+    default:
+      status.textContent = state.message || state.status;
+  }
+}
+
+async function activeTabId() {
+  if (params.has("tabId")) return Number(params.get("tabId")); // tests open the popup in a tab
+  const [tab] = await ext.tabs.query({ active: true, currentWindow: true });
+  return tab ? tab.id : null;
+}
+
+async function startScan() {
+  if (currentTabId === null) return;
+  showScan({ status: "scanning", found: 0, done: 0, counts: {} });
+  try {
+    const state = await ext.runtime.sendMessage({ type: TYPES.SCAN_TAB, tabId: currentTabId });
+    if (state && state.status) showScan(state);
+  } catch (e) {
+    showScan({ status: "failed", message: `Could not scan: ${e.message}` });
+  }
+}
+
+function watchScanState() {
+  const area = ext.storage.session ? "session" : "local";
+  ext.storage.onChanged.addListener((changes, areaName) => {
+    const change = changes[`tab:${currentTabId}`];
+    if (areaName === area && change && change.newValue) showScan(change.newValue);
+  });
+}
+
+/* ---------------------------------------------------------------- files: PDF and images */
+
+function fileMessage(text) {
+  const m = $("file-message");
+  m.textContent = text || "";
+  m.hidden = !text;
+}
+
+function mb(n) {
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function labelOf(r) {
+  if (r.status === "ok") return r.label === "medical" ? "medical" : "non-medical";
+  return r.status === "skipped" ? "skipped" : "error";
+}
+
+function labelText(r) {
+  const label = labelOf(r);
+  if (label === "medical") return `Medical ${Math.round(r.probability * 100)}%`;
+  if (label === "non-medical") return `Non-medical ${Math.round((1 - r.probability) * 100)}%`;
+  return `${label === "skipped" ? "Skipped" : "Not classified"}: ${(r.error && r.error.code ? r.error.code : "error").replace(/_/g, " ")}`;
+}
+
+function countLabels(results) {
+  const c = { medical: 0, "non-medical": 0, skipped: 0, error: 0 };
+  for (const r of results) c[labelOf(r)] += 1;
+  return c;
+}
+
+function countsText(c) {
+  const parts = [`${c.medical} medical`, `${c["non-medical"]} non-medical`];
+  if (c.skipped) parts.push(`${c.skipped} skipped`);
+  if (c.error) parts.push(`${c.error} not classified`);
+  return parts.join(" · ");
+}
+
+function renderResults(title, sub, results, thumbs, kind) {
+  const box = document.createElement("div");
+  box.className = "result";
+  box.dataset.kind = kind;
+  const head = document.createElement("p");
+  head.className = "result-head";
+  head.textContent = title;
+  const c = countLabels(results);
+  const subEl = document.createElement("span");
+  subEl.className = "sub";
+  subEl.dataset.counts = JSON.stringify(c);
+  subEl.textContent = ` — ${sub ? sub + " · " : ""}${countsText(c)}`;
+  head.append(subEl);
+  const grid = document.createElement("div");
+  grid.className = "grid";
+  grid.setAttribute("role", "list");
+  results.forEach((r, i) => {
+    const card = document.createElement("div");
+    card.className = "card";
+    card.setAttribute("role", "listitem");
+    card.dataset.label = labelOf(r);
+    if (r.page !== undefined && r.page !== null) card.dataset.page = String(r.page);
+    const img = document.createElement("img");
+    img.alt = "";
+    const thumb = r.thumbnail || thumbs[i];
+    if (thumb) img.src = thumb;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = labelText(r);
+    const where = document.createElement("span");
+    where.className = "where";
+    where.textContent = r.page ? `page ${r.page}${r.index !== undefined ? `, image ${r.index + 1}` : ""}` : (r.source || "").replace(/^upload:/, "");
+    if (r.modality && labelOf(r) === "medical") where.textContent += ` · ${r.modality}`;
+    card.append(img, label, where);
+    grid.append(card);
+  });
+  box.append(head, grid);
+  $("results").prepend(box);
+}
+
+function progress(fraction, phase) {
+  const bar = $("upload-progress");
+  bar.hidden = false;
+  if (phase === "processing") {
+    bar.removeAttribute("value"); // indeterminate while the server works
+    fileMessage("");
+  } else {
+    bar.value = fraction;
+  }
+}
+
+async function handleFiles(fileList) {
+  const files = [...fileList];
+  if (!files.length) return;
+  const problems = [];
+  const pdfs = [];
+  const images = [];
+  for (const f of files) {
+    const kind = MedLens.api.fileKind(f);
+    if (kind === "pdf") {
+      if (f.size > MedLens.api.MAX_PDF_BYTES) problems.push(`${f.name} is too large (${mb(f.size)}); MedLens takes PDFs up to ${mb(MedLens.api.MAX_PDF_BYTES)}.`);
+      else pdfs.push(f);
+    } else if (kind === "image") {
+      if (f.size > MedLens.api.MAX_IMAGE_BYTES) problems.push(`${f.name} is too large (${mb(f.size)}); MedLens takes images up to ${mb(MedLens.api.MAX_IMAGE_BYTES)}.`);
+      else images.push(f);
+    } else {
+      problems.push(`${f.name} is not supported: drop a PDF or an image (PNG, JPEG, GIF, WebP, BMP, TIFF).`);
+    }
+  }
+  fileMessage(problems.join(" "));
+  const s = await MedLens.settings.load();
+  const errors = [];
+  for (const pdf of pdfs) {
+    try {
+      progress(0, "upload");
+      const out = await MedLens.api.classifyPdf(s, pdf, progress);
+      const sub = `${out.pages} page${out.pages === 1 ? "" : "s"}, ${out.images} image${out.images === 1 ? "" : "s"}${out.truncated ? " (more left out: too many)" : ""}`;
+      renderResults(pdf.name, sub, out.results, [], "pdf");
+    } catch (e) {
+      errors.push(explain(pdf.name, e));
+    }
+  }
+  if (images.length) {
+    try {
+      progress(0, "upload");
+      const results = await MedLens.api.classifyImageFiles(s, images, progress);
+      const thumbs = images.map((f) => URL.createObjectURL(f));
+      const title = images.length === 1 ? images[0].name : `${images.length} images`;
+      renderResults(title, "", results.map((r, i) => ({ ...r, source: images[i].name })), thumbs, "images");
+    } catch (e) {
+      errors.push(explain(images.length === 1 ? images[0].name : `${images.length} images`, e));
+    }
+  }
+  $("upload-progress").hidden = true;
+  if (errors.length) {
+    fileMessage([...problems, ...errors].join(" "));
+    refreshServer();
+  }
+}
+
+function explain(name, e) {
+  const why = {
+    server_down: "the MedLens server is not running",
+    unauthorized: "the server refused the pairing token",
+    body_too_large: "the file is larger than the server accepts",
+    too_large: "the file is larger than the server accepts",
+    pdf_encrypted: "the PDF is password-protected",
+    pdf_malformed: "the PDF is damaged",
+    pdf_timeout: "the PDF took too long to read",
+    unsupported_media_type: "the server does not take this kind of file",
+    not_an_image: "this is not an image",
+  }[e.code];
+  return `${name}: ${why || e.message}.`;
+}
+
+function setupDrop() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (ev) => {
+    handleFiles(ev.target.files);
+    ev.target.value = "";
+  });
+  for (const t of ["dragenter", "dragover"]) {
+    drop.addEventListener(t, (ev) => {
+      ev.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    if (ev.dataTransfer && ev.dataTransfer.files) handleFiles(ev.dataTransfer.files);
+  });
+}
+
+/* ---------------------------------------------------------------- start */
+
+async function main() {
+  setupDrop();
+  $("copy-command").addEventListener("click", () => navigator.clipboard.writeText($("server-command").textContent).catch(() => {}));
+  $("rescan").addEventListener("click", () => startScan());
+  $("open-options").addEventListener("click", (ev) => {
+    ev.preventDefault();
+    ext.runtime.openOptionsPage();
+  });
+  currentTabId = await activeTabId();
+  watchScanState();
+  refreshServer();
+  startScan(); // the toolbar click itself: no second click needed
+}
+
+main();

@@ -1,0 +1,104 @@
+"""The e2e test site: a loopback HTTP server for pages built from the real images in shared/data.
+
+    /data/<rel>          a file of shared/data (read from there; nothing is copied)
+    /pages/<name>        an HTML page registered by a test (`site.add_page`); sets a session cookie
+    /private/<rel>       an image of shared/data/images only for a browser that has the session
+                         cookie (403 otherwise): an image "behind the user's login"
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import mimetypes
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+COOKIE = "medlens_e2e_session=signed-in"
+
+
+class Site:
+    def __init__(self, data_root: Path) -> None:
+        self.data_root = data_root.resolve()
+        self.pages: dict[str, str] = {}
+        self.log: list[tuple[str, bool]] = []  # (path, had the session cookie)
+        handler = functools.partial(_Handler, site=self)
+        self._srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._srv.daemon_threads = True
+        self.port = self._srv.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._srv.serve_forever, name="e2e-site", daemon=True)
+
+    def start(self) -> "Site":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._srv.shutdown()
+        self._srv.server_close()
+
+    def add_page(self, name: str, html: str) -> str:
+        self.pages[name] = html
+        return f"{self.base}/pages/{name}"
+
+    def data(self, rel: str) -> str:
+        return f"{self.base}/data/{rel}"
+
+    def image(self, rel: str) -> str:
+        return f"{self.base}/data/images/{rel}"
+
+    def private(self, rel: str) -> str:
+        return f"{self.base}/private/{rel}"
+
+    def file(self, rel: str) -> Path | None:
+        path = (self.data_root / rel).resolve()
+        return path if path.is_file() and self.data_root in path.parents else None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def __init__(self, *args, site: Site, **kwargs) -> None:
+        self.site = site
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        path = unquote(urlsplit(self.path).path)
+        signed_in = COOKIE in (self.headers.get("Cookie") or "")
+        self.site.log.append((path, signed_in))
+        if path.startswith("/pages/"):
+            html = self.site.pages.get(path[len("/pages/"):])
+            if html is None:
+                return self._send(404, b"no such page", "text/plain")
+            return self._send(200, html.encode(), "text/html; charset=utf-8",
+                              {"Set-Cookie": f"{COOKIE}; Path=/; SameSite=Lax"})
+        if path.startswith("/private/"):
+            if not signed_in:
+                return self._send(403, b"<html><body>Please sign in</body></html>", "text/html")
+            f = self.site.file("images/" + path[len("/private/"):])
+        elif path.startswith("/data/"):
+            f = self.site.file(path[len("/data/"):])
+        else:
+            f = None
+        if f is None:
+            return self._send(404, b"not found", "text/plain")
+        ctype = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+        return self._send(200, f.read_bytes(), ctype)
