@@ -1,0 +1,347 @@
+"""Every distinct raster image inside a PDF, as a person would see it, with where it sits.
+
+Images are taken from the PDF's image objects (not by rendering pages), so each figure is
+classified at its own resolution. Soft masks are composited onto white and CMYK, Indexed, Lab
+and other colour spaces are converted to RGB by MuPDF, so a figure looks as it does on screen.
+
+Damaged files: MuPDF repairs what it can (a file cut short keeps the objects before the cut).
+A repaired file that still yields images is answered with those images and `repaired=True`;
+one that yields none is `pdf_malformed`, because "no images" would be a claim we cannot make.
+
+PDFs are a classic way to make a parser spin forever, so the server uses
+`extract_pdf_images_limited`, which runs the extraction in a child process and kills it at
+`settings.pdf_time_limit_s` (a thread cannot be stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import os
+import struct
+import sys
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import BinaryIO
+
+import pymupdf
+from PIL import Image
+
+from medlens.errors import MedLensError
+from medlens.image_modes import to_rgb
+from medlens.settings import Settings
+
+_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+@dataclass
+class PdfImage:
+    """One embedded image; `bbox` is its first placement in PyMuPDF page coordinates (points,
+    origin top-left), None when the image is not drawn directly on the page (e.g. in a pattern)."""
+
+    page: int
+    index: int
+    bbox: list[float] | None
+    image: Image.Image
+    width: int
+    height: int
+    thumbnail: bytes
+    xref: int
+
+
+@dataclass
+class PdfExtraction:
+    """`index` of an image is its 1-based position in its page's image list, counting skipped ones."""
+
+    pages: int
+    images: list[PdfImage] = field(default_factory=list)
+    truncated: bool = False
+    repaired: bool = False
+    skipped_small: int = 0
+    skipped_duplicate: int = 0
+    skipped_large: int = 0
+    skipped_unreadable: int = 0
+
+
+def _quiet_mupdf() -> None:
+    # MuPDF prints repair notes to stderr for every damaged file; they are not actionable here.
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+
+
+def open_pdf(data: bytes, settings: Settings) -> pymupdf.Document:
+    """Open PDF bytes, mapping every way that can fail onto too_large / pdf_malformed / pdf_encrypted."""
+    if len(data) > settings.max_pdf_bytes:
+        raise MedLensError("too_large", f"PDF is {len(data)} bytes, more than the limit of {settings.max_pdf_bytes}")
+    if b"%PDF-" not in data[:1024]:
+        raise MedLensError("pdf_malformed", "not a PDF (no %PDF- header)")
+    _quiet_mupdf()
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except Exception as exc:  # MuPDF raises assorted types for damaged input
+        raise MedLensError("pdf_malformed", f"cannot parse PDF: {exc}") from exc
+    if doc.needs_pass:
+        doc.close()
+        raise MedLensError("pdf_encrypted", "PDF is encrypted and needs a password")
+    if doc.page_count == 0:
+        doc.close()
+        raise MedLensError("pdf_malformed", "PDF has no readable pages")
+    return doc
+
+
+def extract_pdf_images(data: bytes, settings: Settings) -> PdfExtraction:
+    """All distinct images of a PDF (up to the page and image caps), RGB, with position and thumbnail."""
+    doc = open_pdf(data, settings)
+    try:
+        result = _extract(doc, settings)
+    except MedLensError:
+        raise
+    except Exception as exc:
+        raise MedLensError("pdf_malformed", f"cannot read PDF: {exc}") from exc
+    finally:
+        doc.close()
+    if result.repaired and not result.images:
+        raise MedLensError("pdf_malformed", "PDF is damaged and no image could be recovered from it")
+    return result
+
+
+def _extract(doc: pymupdf.Document, settings: Settings) -> PdfExtraction:
+    out = PdfExtraction(pages=doc.page_count, repaired=bool(doc.is_repaired))
+    seen_xrefs: set[int] = set()
+    seen_digests: set[bytes] = set()
+    if doc.page_count > settings.max_pdf_pages:
+        out.truncated = True
+    for page_no in range(min(doc.page_count, settings.max_pdf_pages)):
+        try:
+            page = doc[page_no]
+            listed = page.get_images(full=True)
+        except Exception:
+            out.skipped_unreadable += 1
+            continue
+        for index, info in enumerate(listed, start=1):
+            xref, smask, width, height = info[0], info[1], info[2], info[3]
+            if xref in seen_xrefs:
+                out.skipped_duplicate += 1
+                continue
+            seen_xrefs.add(xref)
+            if min(width, height) < settings.min_side:
+                out.skipped_small += 1
+                continue
+            if width * height > settings.max_pixels:
+                out.skipped_large += 1
+                continue
+            pymupdf.TOOLS.mupdf_warnings(reset=True)
+            try:
+                image = _image_from_xref(doc, xref, smask)
+            except Exception:
+                out.skipped_unreadable += 1
+                continue
+            if _damaged(pymupdf.TOOLS.mupdf_warnings(reset=True), out.repaired):
+                out.skipped_unreadable += 1
+                continue
+            if min(image.size) < settings.min_side:
+                out.skipped_small += 1
+                continue
+            digest = hashlib.sha256(image.tobytes()).digest()
+            if digest in seen_digests:
+                out.skipped_duplicate += 1
+                continue
+            seen_digests.add(digest)
+            if len(out.images) >= settings.max_pdf_images:
+                out.truncated = True
+                return out
+            out.images.append(
+                PdfImage(
+                    page=page_no + 1,
+                    index=index,
+                    bbox=_first_bbox(page, info),
+                    image=image,
+                    width=image.width,
+                    height=image.height,
+                    thumbnail=make_thumbnail(image, settings.thumbnail_side),
+                    xref=xref,
+                )
+            )
+    return out
+
+
+def _image_from_xref(doc: pymupdf.Document, xref: int, smask: int) -> Image.Image:
+    pix = pymupdf.Pixmap(doc, xref)
+    if pix.alpha:
+        pix = pymupdf.Pixmap(pix, 0)  # alpha from a colour-key /Mask: dropped, the SMask (if any) is applied below
+    if pix.colorspace is None or pix.colorspace.n not in (1, 3):
+        pix = pymupdf.Pixmap(pymupdf.csRGB, pix)
+    base = Image.frombytes(_MODES[pix.n], (pix.width, pix.height), pix.samples)
+    if smask:
+        mask_pix = pymupdf.Pixmap(doc, smask)
+        if mask_pix.n != 1:
+            mask_pix = pymupdf.Pixmap(pymupdf.csGRAY, mask_pix)
+        mask = Image.frombytes("L", (mask_pix.width, mask_pix.height), mask_pix.samples)
+        if mask.size != base.size:
+            mask = mask.resize(base.size, Image.Resampling.BILINEAR)
+        rgba = base.convert("RGBA")
+        rgba.putalpha(mask)
+        return to_rgb(rgba)
+    return to_rgb(base)
+
+
+_DAMAGE = ("premature end", "truncated", "corrupt", "unexpected end", "not enough data", "read error")
+
+
+def _damaged(warnings: str, repaired: bool) -> bool:
+    """Whether MuPDF had to make up pixels: a half-decoded figure would be classified as something else."""
+    if not warnings:
+        return False
+    return repaired or any(word in warnings.lower() for word in _DAMAGE)
+
+
+def _first_bbox(page: pymupdf.Page, info: tuple) -> list[float] | None:
+    try:
+        rects = page.get_image_rects(info[0])
+    except Exception:
+        return None
+    for rect in rects:
+        if not rect.is_empty and rect.is_valid:
+            return [round(float(v), 2) for v in (rect.x0, rect.y0, rect.x1, rect.y1)]
+    return None
+
+
+def make_thumbnail(image: Image.Image, side: int) -> bytes:
+    """Small JPEG for the popup's results grid (longest side `side`)."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = BytesIO()
+    thumb.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- time-limited, in a child process
+#
+# The child is a fresh `python -m medlens.ingest.pdf` (no fork of a threaded server, no dependency
+# on how the parent's __main__ was started). Frames on its stdin/stdout are an 8-byte big-endian
+# length and a payload: in, a JSON settings object and the PDF; out, a JSON header and per image
+# its JPEG thumbnail and raw RGB pixels. JSON, not pickle: the child has parsed hostile bytes and
+# its answer is read as data only.
+
+_LEN = struct.Struct(">Q")
+
+
+def _frame(payload: bytes) -> bytes:
+    return _LEN.pack(len(payload)) + payload
+
+
+def _read_frame(stream: BinaryIO) -> bytes:
+    size = _LEN.unpack(_read_exactly(stream, _LEN.size))[0]
+    return _read_exactly(stream, size)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = stream.read(size - len(buf))
+        if not chunk:
+            raise EOFError("input ended early")
+        buf += chunk
+    return bytes(buf)
+
+
+def _child_main() -> int:
+    """Entry point of the child process: read settings and PDF from stdin, answer on stdout."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol stream
+    stdin = sys.stdin.buffer
+    try:
+        settings = Settings(**json.loads(_read_frame(stdin)))
+        data = _read_frame(stdin)
+        result = extract_pdf_images(data, settings)
+    except MedLensError as exc:
+        out.write(_frame(json.dumps({"error": exc.to_dict()}).encode()))
+        out.close()
+        return 0
+    except Exception as exc:
+        out.write(_frame(json.dumps({"error": {"code": "pdf_malformed", "message": f"cannot read PDF: {exc}"}}).encode()))
+        out.close()
+        return 0
+    header = {name: getattr(result, name) for name in _SUMMARY_FIELDS}
+    header["images"] = [
+        {name: getattr(item, name) for name in ("page", "index", "bbox", "width", "height", "xref")}
+        for item in result.images
+    ]
+    out.write(_frame(json.dumps(header).encode()))
+    for item in result.images:
+        out.write(_frame(item.thumbnail))
+        out.write(_frame(item.image.tobytes()))
+    out.close()
+    return 0
+
+
+_SUMMARY_FIELDS = ("pages", "truncated", "repaired", "skipped_small", "skipped_duplicate", "skipped_large", "skipped_unreadable")
+
+
+async def _read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
+    async def frame() -> bytes:
+        size = _LEN.unpack(await stdout.readexactly(_LEN.size))[0]
+        return await stdout.readexactly(size)
+
+    header = json.loads(await frame())
+    if "error" in header:
+        raise MedLensError(str(header["error"]["code"]), str(header["error"]["message"]))
+    result = PdfExtraction(**{name: header[name] for name in _SUMMARY_FIELDS})
+    for meta in header["images"]:
+        thumbnail = await frame()
+        pixels = await frame()
+        size = (int(meta["width"]), int(meta["height"]))
+        if len(pixels) != size[0] * size[1] * 3:
+            raise MedLensError("pdf_malformed", "PDF extraction returned inconsistent image data")
+        result.images.append(
+            PdfImage(
+                page=int(meta["page"]),
+                index=int(meta["index"]),
+                bbox=meta["bbox"],
+                image=Image.frombytes("RGB", size, pixels),
+                width=size[0],
+                height=size[1],
+                thumbnail=thumbnail,
+                xref=int(meta["xref"]),
+            )
+        )
+    return result
+
+
+async def extract_pdf_images_limited(data: bytes, settings: Settings) -> PdfExtraction:
+    """`extract_pdf_images` off the event loop, in a child process killed after pdf_time_limit_s.
+
+    Costs a Python start-up (about a second) per PDF; in exchange a PDF that makes MuPDF spin or
+    crash takes down only its own process.
+    """
+    if len(data) > settings.max_pdf_bytes:
+        raise MedLensError("too_large", f"PDF is {len(data)} bytes, more than the limit of {settings.max_pdf_bytes}")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-P", "-m", "medlens.ingest.pdf",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        async with asyncio.timeout(settings.pdf_time_limit_s):
+            proc.stdin.write(_frame(json.dumps(dataclasses.asdict(settings)).encode()))
+            proc.stdin.write(_frame(data))
+            await proc.stdin.drain()
+            proc.stdin.close()
+            return await _read_answer(proc.stdout)
+    except TimeoutError as exc:
+        raise MedLensError("pdf_timeout", f"PDF extraction took longer than {settings.pdf_time_limit_s}s") from exc
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError, KeyError, TypeError) as exc:
+        await proc.wait()
+        raise MedLensError("pdf_malformed", f"PDF extraction failed (child exit code {proc.returncode})") from exc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())
