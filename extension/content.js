@@ -440,6 +440,7 @@
     if (!savedStyles.has(el)) {
       savedStyles.set(el, {
         filter: [el.style.getPropertyValue("filter"), el.style.getPropertyPriority("filter")],
+        "clip-path": [el.style.getPropertyValue("clip-path"), el.style.getPropertyPriority("clip-path")],
         visibility: [el.style.getPropertyValue("visibility"), el.style.getPropertyPriority("visibility")],
       });
     }
@@ -458,6 +459,7 @@
     });
     if (mode === "blur") {
       el.style.setProperty("filter", "blur(18px)", "important");
+      el.style.setProperty("clip-path", "inset(0)", "important"); // keep the blur inside the image's box
       host.setAttribute("data-medlens-action", "blurred");
       pill.append(reveal);
     } else {
@@ -478,7 +480,7 @@
     const saved = savedStyles.get(el);
     if (!saved) return;
     savedStyles.delete(el);
-    for (const prop of ["filter", "visibility"]) {
+    for (const prop of ["filter", "clip-path", "visibility"]) {
       const [value, prio] = saved[prop];
       if (value) el.style.setProperty(prop, value, prio);
       else el.style.removeProperty(prop);
@@ -497,7 +499,7 @@
       return;
     }
     const r = el.getBoundingClientRect();
-    if (r.width === 0 && r.height === 0) {
+    if ((r.width === 0 && r.height === 0) || clippedAway(el, r, win)) {
       host.style.setProperty("display", "none", "important");
       return;
     }
@@ -518,6 +520,17 @@
       pill.style.left = "4px";
       pill.style.top = "4px";
     }
+  }
+
+  /** True when the element is scrolled out of sight inside a scrolling/clipping ancestor. */
+  function clippedAway(el, r, win) {
+    for (let a = el.parentElement; a && a !== el.ownerDocument.body && a !== el.ownerDocument.documentElement; a = a.parentElement) {
+      const cs = win.getComputedStyle(a);
+      if (cs.overflowX === "visible" && cs.overflowY === "visible") continue;
+      const c = a.getBoundingClientRect();
+      if (r.bottom <= c.top || r.top >= c.bottom || r.right <= c.left || r.left >= c.right) return true;
+    }
+    return false;
   }
 
   function layoutAll() {

@@ -230,7 +230,7 @@ def badges(page) -> list[dict]:
     js = """() => [...document.querySelectorAll('medlens-badge')].map(b => ({
         label: b.getAttribute('data-medlens-label'), src: b.getAttribute('data-medlens-src'),
         probability: b.getAttribute('data-medlens-probability'), action: b.getAttribute('data-medlens-action'),
-        text: b.shadowRoot ? b.shadowRoot.textContent.replace(/\\s+/g, ' ').trim() : null,
+        text: b.shadowRoot && b.shadowRoot.querySelector('.pill') ? b.shadowRoot.querySelector('.pill').textContent.replace(/\\s+/g, ' ').trim() : null,
         title: b.shadowRoot && b.shadowRoot.querySelector('.pill') ? b.shadowRoot.querySelector('.pill').title : null,
         mode: b.shadowRoot ? 'open' : 'closed'}))"""
     out = page.evaluate(js)

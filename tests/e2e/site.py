@@ -24,7 +24,7 @@ class Site:
         self.pages: dict[str, str] = {}
         self.log: list[tuple[str, bool]] = []  # (path, had the session cookie)
         handler = functools.partial(_Handler, site=self)
-        self._srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._srv = _Server(("127.0.0.1", 0), handler)
         self._srv.daemon_threads = True
         self.port = self._srv.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
@@ -54,6 +54,15 @@ class Site:
     def file(self, rel: str) -> Path | None:
         path = (self.data_root / rel).resolve()
         return path if path.is_file() and self.data_root in path.parents else None
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A browser that drops a connection it no longer needs is normal; anything else is loud.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
