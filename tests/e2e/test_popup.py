@@ -1,0 +1,77 @@
+"""The popup: a PDF from shared/data/docs dropped or picked -> upload with progress -> a grid of
+its images with page numbers, labels and counts; image files; unsupported and oversize files."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from playwright.sync_api import expect
+
+from e2e.pages import CAT, XRAY
+from e2e.test_server_state import open_popup
+from fixtures.data import image
+
+# report.pdf: 4 pages x 4 figures, 2 medical + 2 non-medical on each page (docs/README.md)
+REPORT_PAGES = {1, 2, 3, 4}
+
+
+def test_pdf_dropped_in_popup_lists_its_images(context, ext_id, paired, docs_dir, reports_dir):
+    popup = open_popup(context, ext_id)
+    pdf = (docs_dir / "report.pdf").read_bytes()
+    dt = popup.evaluate_handle("""bytes => { const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], 'report.pdf', {type: 'application/pdf'})); return dt; }""", list(pdf))
+    popup.dispatch_event("#drop", "drop", {"dataTransfer": dt})
+    result = popup.locator("#results .result[data-kind=pdf]")
+    expect(result.locator(".card")).to_have_count(16, timeout=60_000)
+    expect(result.locator(".result-head")).to_contain_text("report.pdf")
+    expect(result.locator(".result-head")).to_contain_text("4 pages, 16 images")
+    cards = result.locator(".card")
+    pages = {int(p) for p in cards.evaluate_all("cs => cs.map(c => c.dataset.page)")}
+    assert pages == REPORT_PAGES
+    labels = cards.evaluate_all("cs => cs.map(c => c.dataset.label)")
+    counts = json.loads(result.locator(".result-head .sub").get_attribute("data-counts"))
+    assert counts == {k: labels.count(k) for k in ("medical", "non-medical", "skipped", "error")}
+    assert counts["medical"] + counts["non-medical"] == 16, counts
+    # each card: thumbnail, "page N, image M", label text
+    first = cards.first
+    assert first.locator("img").get_attribute("src").startswith("data:image/")
+    expect(first.locator(".where")).to_contain_text("page ")
+    expect(first.locator(".label")).to_have_text(re.compile(r"^(Medical|Non-medical) \d+%$"))
+    assert popup.locator("#upload-progress").is_hidden()
+    popup.screenshot(path=str(reports_dir / "popup-pdf.png"), full_page=True)
+    print("\nreport.pdf labels per page:", json.dumps(cards.evaluate_all(
+        "cs => cs.map(c => [c.dataset.page, c.dataset.label, c.querySelector('.label').textContent])")))
+    # the same PDF picked with the file input
+    popup.set_input_files("#file", files=[str(docs_dir / "report.pdf")])
+    expect(popup.locator("#results .result[data-kind=pdf]")).to_have_count(2, timeout=60_000)
+    popup.close()
+
+
+def test_image_files_unsupported_and_oversize(context, ext_id, paired, tmp_path, reports_dir):
+    popup = open_popup(context, ext_id)
+    # one image
+    popup.set_input_files("#file", files=[str(image(XRAY))])
+    one = popup.locator("#results .result[data-kind=images]")
+    expect(one.locator(".card")).to_have_count(1, timeout=60_000)
+    expect(one.locator(".card")).to_have_attribute("data-label", "medical")
+    # many at once
+    popup.set_input_files("#file", files=[str(image(XRAY)), str(image(CAT))])
+    expect(popup.locator("#results .result[data-kind=images]")).to_have_count(2, timeout=60_000)
+    many = popup.locator("#results .result[data-kind=images]").first
+    assert many.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.label)") == ["medical", "non-medical"]
+    expect(many.locator(".result-head")).to_contain_text("2 images")
+    # unsupported
+    txt = tmp_path / "notes.txt"
+    txt.write_text("not an image")
+    popup.set_input_files("#file", files=[str(txt)])
+    expect(popup.locator("#file-message")).to_contain_text("notes.txt is not supported: drop a PDF or an image")
+    # oversize (a sparse file: nothing is read or uploaded)
+    big = tmp_path / "huge.pdf"
+    with open(big, "wb") as fh:
+        fh.truncate(65 * 1024 * 1024)
+    popup.set_input_files("#file", files=[str(big)])
+    expect(popup.locator("#file-message")).to_contain_text("huge.pdf is too large (65.0 MB); MedLens takes PDFs up to 64.0 MB.")
+    expect(popup.locator("#results .result")).to_have_count(2)
+    popup.screenshot(path=str(reports_dir / "popup-images.png"), full_page=True)
+    popup.close()
