@@ -32,3 +32,27 @@ def test_manifest_for_both_browsers():
     for path in [m["background"]["service_worker"], *m["background"]["scripts"], m["action"]["default_popup"],
                  m["options_ui"]["page"], *m["icons"].values()]:
         assert (REPO_ROOT / path).is_file(), path
+
+
+def test_service_worker_restart_keeps_state(context, sw, ext_id, paired, site):
+    """The worker may stop at any time: after a forced stop, the listeners and seams are back and the
+    settings come from storage, so a context-menu classification still works."""
+    from e2e.conftest import open_page, tab_for
+    from e2e.pages import XRAY
+
+    sw.evaluate("globalThis.__marker = 42")
+    page = open_page(context, site.add_page("restart.html", f"<img id=a src='{site.image(XRAY)}?restart' width=200 height=200>"))
+    cdp = context.new_cdp_session(page)
+    cdp.send("ServiceWorker.enable")
+    cdp.send("ServiceWorker.stopAllWorkers")
+    page.wait_for_timeout(300)
+    wake = context.new_page()
+    wake.goto(f"chrome-extension://{ext_id}/extension/options.html")  # any extension event wakes it
+    wake.evaluate("chrome.runtime.sendMessage({type: 'medlens:scan-tab', tabId: -1}).catch(() => null)")
+    assert sw.evaluate("globalThis.__marker") is None  # a fresh worker: globals are gone
+    assert sw.evaluate("[typeof scanTab, chrome.contextMenus.onClicked.hasListeners()]") == ["function", True]
+    src = site.image(XRAY) + "?restart"
+    result = sw.evaluate("async ([t, src]) => await classifyImageInTab(t, src)", [tab_for(sw, page.url), src])
+    assert result["label"] == "medical", result
+    wake.close()
+    page.close()
