@@ -249,4 +249,11 @@ def wait_badges(page, n: int, timeout_s: float = 30.0) -> list[dict]:
 
 
 def dump(obj) -> str:
-    return json.dumps(obj, indent=1)[:4000]
+    def short(o):
+        if isinstance(o, dict):
+            return {k: short(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [short(v) for v in o]
+        return o[:90] if isinstance(o, str) else o
+
+    return json.dumps(short(obj), indent=1)[:6000]

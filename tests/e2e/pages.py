@@ -18,6 +18,9 @@ CUPS = "non-medical/photo/kde-plasma-wallpapers_ColorfulCups.jpg"
 CAT = "non-medical/photo/skimage-data_chelsea.jpg"
 CHART = "non-medical/chart/charts-sklearn-data_box_0.png"
 CHART2 = "non-medical/chart/charts-sklearn-data_box_1.png"
+SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="120" viewBox="0 0 120 120">'
+       b'<circle cx="60" cy="60" r="50" fill="#2a7"/><rect x="50" y="25" width="20" height="70" fill="#fff"/>'
+       b'<rect x="25" y="50" width="70" height="20" fill="#fff"/></svg>')
 GIF_1PX = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 
 
@@ -28,6 +31,7 @@ def data_url(rel: str) -> str:
 def gallery(site) -> dict[str, str]:
     """Registers the gallery (+ its iframe page); returns {element id: expected label} and the URL."""
     img = site.image
+    svg = site.add_file("logo.svg", SVG, "image/svg+xml")
     site.add_page("frame.html", f"""<!doctype html><html><body style="margin:0">
 <img id="framed" src="{img(CAT)}" width="220" height="146" alt="cat in a same-origin iframe"></body></html>""")
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>MedLens gallery</title>
@@ -46,6 +50,7 @@ figure {{ margin: 0; }} #scroller {{ width: 260px; height: 140px; overflow: auto
  <figure><img id="dup" src="{img(XRAY)}" width="120" height="120" alt="same x-ray again"><figcaption>duplicate</figcaption></figure>
  <figure><iframe id="frame" src="/pages/frame.html" width="230" height="156" style="border:0"></iframe><figcaption>same-origin iframe</figcaption></figure>
  <figure><div id="scroller"><div style="height:40px">scroll me</div><img id="scrolled" src="{img(CHART2)}" width="240" height="135" alt="chart in a scroller"><div style="height:200px"></div></div><figcaption>inner scroller</figcaption></figure>
+ <figure><img id="vector" src="{svg}" width="120" height="120" alt="vector logo"><figcaption>SVG (not classifiable)</figcaption></figure>
  <img id="tiny" src="{img(HISTOLOGY)}" width="10" height="10" alt="tiny">
  <img id="hidden" src="{img(MRI)}?hidden" style="display:none" alt="hidden">
 </div>
@@ -55,11 +60,11 @@ figure {{ margin: 0; }} #scroller {{ width: 260px; height: 140px; overflow: auto
     expected = {
         "plain": "medical", "dup": "medical", "srcset": "medical", "lazy": "medical", "picture": "non-medical",
         "bg": "non-medical", "inline": "medical", "private": "medical", "framed": "non-medical",
-        "scrolled": "non-medical",
+        "scrolled": "non-medical", "vector": "not classified",
     }
     sources = {
         "plain": img(XRAY), "dup": img(XRAY), "srcset": img(FUNDUS), "lazy": img(CT), "picture": img(CUPS),
         "bg": img(CHART), "inline": data_url(FUNDUS_SMALL), "private": site.private(MRI), "framed": img(CAT),
-        "scrolled": img(CHART2),
+        "scrolled": img(CHART2), "vector": svg,
     }
     return {"url": url, "expected": expected, "sources": sources}

@@ -4,6 +4,7 @@
     /pages/<name>        an HTML page registered by a test (`site.add_page`); sets a session cookie
     /private/<rel>       an image of shared/data/images only for a browser that has the session
                          cookie (403 otherwise): an image "behind the user's login"
+    /files/<name>        bytes registered by a test (`site.add_file`), with their content type
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Site:
     def __init__(self, data_root: Path) -> None:
         self.data_root = data_root.resolve()
         self.pages: dict[str, str] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
         self.log: list[tuple[str, bool]] = []  # (path, had the session cookie)
         handler = functools.partial(_Handler, site=self)
         self._srv = _Server(("127.0.0.1", 0), handler)
@@ -41,6 +43,10 @@ class Site:
     def add_page(self, name: str, html: str) -> str:
         self.pages[name] = html
         return f"{self.base}/pages/{name}"
+
+    def add_file(self, name: str, body: bytes, ctype: str) -> str:
+        self.files[name] = (body, ctype)
+        return f"{self.base}/files/{name}"
 
     def data(self, rel: str) -> str:
         return f"{self.base}/data/{rel}"
@@ -99,6 +105,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(404, b"no such page", "text/plain")
             return self._send(200, html.encode(), "text/html; charset=utf-8",
                               {"Set-Cookie": f"{COOKIE}; Path=/; SameSite=Lax"})
+        if path.startswith("/files/") and path[len("/files/"):] in self.site.files:
+            body, ctype = self.site.files[path[len("/files/"):]]
+            return self._send(200, body, ctype)
         if path.startswith("/private/"):
             if not signed_in:
                 return self._send(403, b"<html><body>Please sign in</body></html>", "text/html")

@@ -16,6 +16,26 @@ from fixtures.data import image
 REPORT_PAGES = {1, 2, 3, 4}
 
 
+def test_opening_the_popup_scans_the_page(context, sw, ext_id, paired, site, reports_dir):
+    """One toolbar click: the popup, as it opens, has the active tab scanned and shows progress/counts."""
+    from e2e.conftest import open_page, tab_for, wait_badges
+
+    url = site.add_page("popup-scan.html", f"""<!doctype html><body><h1>One click</h1>
+<img src="{site.image(XRAY)}?popup" width="200" height="200"> <img src="{site.image(CAT)}?popup" width="220" height="146"></body>""")
+    page = open_page(context, url)
+    tab = tab_for(sw, page.url)
+    popup = open_popup(context, ext_id, f"?tabId={tab['id']}")  # the active tab, as the real popup finds it
+    expect(popup.locator("#scan")).to_have_attribute("data-status", "done", timeout=60_000)
+    expect(popup.locator("#scan-status")).to_contain_text("2 images classified")
+    expect(popup.locator("[data-count=medical]")).to_have_text("1")
+    expect(popup.locator("[data-count=non-medical]")).to_have_text("1")
+    expect(popup.locator("#server")).to_have_attribute("data-state", "ok")
+    popup.screenshot(path=str(reports_dir / "popup-scan.png"))
+    assert sorted(b["label"] for b in wait_badges(page, 2)) == ["medical", "non-medical"]
+    popup.close()
+    page.close()
+
+
 def test_pdf_dropped_in_popup_lists_its_images(context, ext_id, paired, docs_dir, reports_dir):
     popup = open_popup(context, ext_id)
     pdf = (docs_dir / "report.pdf").read_bytes()
