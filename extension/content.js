@@ -572,7 +572,7 @@
   }
 
   function onLoadEvent(ev) {
-    if (ev.target && ev.target.tagName === "IMG") scheduleRescan();
+    if (ev.target && (ev.target.tagName === "IMG" || ev.target.tagName === "IFRAME")) scheduleRescan();
     scheduleLayout();
   }
 

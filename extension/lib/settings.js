@@ -47,7 +47,9 @@
   }
 
   function parseOffSites(text) {
-    const list = Array.isArray(text) ? text : String(text ?? "").split(/[\s,]+/);
+    const list = Array.isArray(text)
+      ? text
+      : String(text ?? "").split("\n").flatMap((line) => line.replace(/#.*$/, "").split(/[\s,]+/));
     return [...new Set(list.map(normalizeHost).filter(Boolean))];
   }
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import socket
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from e2e.site import Site
-from fixtures.data import REPO_ROOT, SHARED_DATA
+from fixtures.data import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 FIREFOX = "/usr/bin/firefox-esr"
@@ -147,7 +146,11 @@ class MedLensServer:
 @pytest.fixture(scope="session")
 def classifier():
     """The shipped model, loaded once per session."""
-    from medlens.model.classifier import Classifier
+    try:
+        from medlens.model.classifier import Classifier
+        from medlens.serve.app import init_app  # noqa: F401 - checked here so the failure says what is missing
+    except ImportError as exc:
+        pytest.fail(f"the MedLens server is not importable ({exc}); the extension e2e tests need the real server")
     from medlens.settings import Settings
 
     return Classifier.load(Settings())

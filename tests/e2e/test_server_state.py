@@ -3,7 +3,6 @@ command to run; no scan happens."""
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import threading
