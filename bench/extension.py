@@ -77,7 +77,7 @@ def main() -> None:
     shutil.copytree(REPO / "extension", ext / "extension")
     site = Site(SHARED_DATA).start()
     t = time.perf_counter()
-    server = MedLensServer(Classifier.load(Settings()), work / "config").start()
+    server = MedLensServer(Classifier.from_settings(Settings()), work / "config").start()
     print(f"model + server ready in {time.perf_counter() - t:.1f}s on {server.url}")
     ext_times, srv_times = [], []
     try:

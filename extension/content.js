@@ -403,7 +403,7 @@
       pill.className = `pill ${label}`;
       pill.append(span("icon", label === "medical" ? "✚" : "○"), span("text", `${label === "medical" ? "Medical" : "Non-medical"} ${conf}%`));
       if (modality) pill.append(span("more", `· ${modality}`));
-      const text = `MedLens: ${label} image, ${conf}% sure (probability of medical ${p.toFixed(2)})${modality ? `, modality: ${modality}` : ""}`;
+      const text = `MedLens: ${label} image, probability of medical ${Math.round(p * 100)}%${modality ? `, modality: ${modality}` : ""}`;
       pill.title = text;
       pill.setAttribute("aria-label", text);
     } else {

@@ -153,7 +153,7 @@ def classifier():
         pytest.fail(f"the MedLens server is not importable ({exc}); the extension e2e tests need the real server")
     from medlens.settings import Settings
 
-    return Classifier.load(Settings())
+    return Classifier.from_settings(Settings())
 
 
 @pytest.fixture(scope="session")

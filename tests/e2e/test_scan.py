@@ -65,8 +65,8 @@ def test_toolbar_scan_badges_every_kind_of_image(context, sw, paired, site, repo
             assert b["title"].startswith("MedLens: medical image"), b
         else:
             assert re.match(r"○Non-medical \d+%", b["text"]), b
-        p = float(b["probability"])
-        assert (p >= 0.5) == (b["label"] == "medical"), b
+        p = float(b["probability"])  # probability of medical; these are clear cases, far from any threshold
+        assert (p > 0.5) == (b["label"] == "medical"), b
     plain = page.evaluate("""() => { const b = [...document.querySelectorAll('medlens-badge')]
         .find(b => b.getAttribute('data-medlens-src') === document.getElementById('plain').src);
         const pill = b.shadowRoot.querySelector('.pill'); const cs = getComputedStyle(pill);
