@@ -131,6 +131,12 @@ class MedLensServer:
         self._loop.close()
 
     def start(self) -> "MedLensServer":
+        try:  # the same helper the server and `medlens token` use; idempotent
+            from medlens.serve.security import load_or_create_token
+
+            load_or_create_token(self.settings.config_dir)
+        except ImportError:
+            pass
         self._thread.start()
         self._ready.wait(60)
         if self._error:
