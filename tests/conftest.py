@@ -3,4 +3,5 @@
 pytest_plugins = [
     "fixtures.data",
     "fixtures.site",
+    "fixtures.server",
 ]

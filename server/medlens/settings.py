@@ -55,6 +55,8 @@ class Settings:
     max_batch: int = _doc("Most images the model sees in one forward pass.", 16)
     max_wait_ms: float = _doc("How long the batcher waits to fill a batch once it has one image.", 5.0)
     queue_max: int = _doc("Most images waiting for the model; beyond it requests get 503 queue_full.", 512)
+    retry_after_s: int = _doc("Seconds a client is told to wait (Retry-After) when the queue is full.", 2)
+    decode_workers: int = _doc("Threads decoding images off the event loop; 0 = min(4, CPU count).", 0)
     # fetching
     fetch_concurrency: int = _doc("Most downloads in flight at once, all hosts together.", 32)
     fetch_per_host: int = _doc("Most downloads in flight to one host.", 6)

@@ -1,0 +1,114 @@
+"""The server's middlewares, outermost first: CORS headers, errors → JSON, and the security gate.
+
+- `cors_middleware` adds CORS headers for extension origins only, to every answer including
+  errors (so the extension can read a 401's code); web pages never get them.
+- `error_middleware` is the one place where exceptions become `{"error": {"code", "message"}}`
+  with the code's HTTP status (and Retry-After for queue_full). Handlers just raise.
+- `security_middleware` refuses foreign Hosts, web Origins (whatever the route, since a page can
+  POST text/plain without a preflight), answers preflights, and checks the token on classify
+  routes. It runs before any handler reads the body.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from medlens.errors import MedLensError
+from medlens.serve import keys
+from medlens.serve.batcher import QueueFull
+from medlens.serve.security import bearer_token, host_allowed, is_extension_origin, origin_allowed, token_matches
+
+log = logging.getLogger(__name__)
+
+TOKEN_ROUTES_PREFIX = "/v1/classify"
+ALLOW_METHODS = "GET, POST, OPTIONS"
+ALLOW_HEADERS = "Authorization, Content-Type"
+PREFLIGHT_MAX_AGE_S = "600"
+
+# HTTP errors aiohttp raises by itself (routing, body size) → our codes.
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden_origin",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(error: MedLensError) -> web.Response:
+    resp = web.json_response({"error": error.to_dict()}, status=error.http_status)
+    if isinstance(error, QueueFull):
+        resp.headers["Retry-After"] = str(error.retry_after_s)
+    return resp
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await handler(request)
+    origin = request.headers.get("Origin")
+    if is_extension_origin(origin):
+        resp.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+        resp.headers["Vary"] = "Origin"
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except MedLensError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "invalid_request" if exc.status < 500 else "internal")
+        return error_response(MedLensError(code, exc.reason or code))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(MedLensError("internal", "internal server error"))
+
+
+@web.middleware
+async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    port = _local_port(request)
+    if port is None or not host_allowed(request.headers.get("Host"), port):
+        raise MedLensError("forbidden_host", "the Host header must be 127.0.0.1, localhost or [::1] with this server's port")
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin):
+        raise MedLensError("forbidden_origin", "web pages may not use the MedLens server; only its browser extension")
+    if request.method == "OPTIONS":
+        return _preflight(request)
+    settings = request.app[keys.SETTINGS]
+    if settings.token_required and request.path.startswith(TOKEN_ROUTES_PREFIX):
+        if not token_matches(bearer_token(request.headers.get("Authorization")), request.app[keys.TOKEN]):
+            raise MedLensError("unauthorized", "missing or wrong token: pair with the token `medlens token` prints")
+    return await handler(request)
+
+
+def _preflight(request: web.Request) -> web.Response:
+    """A CORS preflight from an extension (other origins were refused before this)."""
+    headers = {
+        "Access-Control-Allow-Methods": ALLOW_METHODS,
+        "Access-Control-Allow-Headers": ALLOW_HEADERS,
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE_S,
+    }
+    if request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+        headers["Access-Control-Allow-Private-Network"] = "true"
+    return web.Response(status=204, headers=headers)
+
+
+def _local_port(request: web.Request) -> int | None:
+    """The port this connection arrived on (the Host header must name it)."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if isinstance(sockname, (tuple, list)) and len(sockname) >= 2:
+        return int(sockname[1])
+    return None
+
+
+MIDDLEWARES = (cors_middleware, error_middleware, security_middleware)

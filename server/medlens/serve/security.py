@@ -1,0 +1,142 @@
+"""The checks that make a local server safe to run next to a browser, as plain functions.
+
+A server on 127.0.0.1 that fetches URLs is reachable by every web page the user opens: a page can
+POST to it without a preflight (text/plain), and DNS rebinding can make a page's own hostname
+resolve to 127.0.0.1. So three independent checks, each enough on its own for its attack:
+
+- Host: only `127.0.0.1:PORT`, `localhost:PORT` or `[::1]:PORT` (defeats DNS rebinding, where
+  the Host header carries the attacker's name).
+- Origin: absent (CLI, curl) or a browser extension's; any web origin is refused outright.
+- Token: a per-install secret in the user's config folder that only the user can paste into the
+  extension; compared in constant time.
+
+The middleware in `middlewares.py` applies these; nothing here knows about aiohttp.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+TOKEN_FILE = "token"
+TOKEN_BYTES = 32
+EXTENSION_SCHEMES = ("chrome-extension://", "moz-extension://")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# secrets.token_urlsafe(32) gives 43 characters of the URL-safe base64 alphabet.
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43,}$")
+
+
+# ---------------------------------------------------------------- token
+
+
+def token_path(config_dir: str | Path) -> Path:
+    return Path(config_dir) / TOKEN_FILE
+
+
+def new_token() -> str:
+    """A fresh random token: 32 bytes from the OS CSPRNG, URL-safe base64 (fits an HTTP header)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def read_token(config_dir: str | Path) -> str | None:
+    """The stored token, or None when there is none (or it is not a token we could have written)."""
+    path = token_path(config_dir)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return text if _TOKEN_RE.match(text) else None
+
+
+def load_or_create_token(config_dir: str | Path) -> str:
+    """The install's token, created on first use as `<config_dir>/token` with mode 0600.
+
+    Creation uses O_EXCL so two processes starting at once agree on one token; a file with
+    looser permissions (copied around, restored from a backup) is tightened back to 0600, and
+    an unreadable or garbled file is replaced.
+    """
+    directory = Path(config_dir)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = token_path(directory)
+    existing = read_token(directory)
+    if existing is not None:
+        _tighten(path)
+        return existing
+    token = new_token()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Someone else created it meanwhile, or the file is garbled: theirs wins, garbage is replaced.
+        raced = read_token(directory)
+        if raced is not None:
+            _tighten(path)
+            return raced
+        _replace_atomically(path, token)
+        return token
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+def _replace_atomically(path: Path, token: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, path)
+
+
+def _tighten(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(0o600)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, else None."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    """Constant-time comparison, so response timing does not leak how much of a guess was right."""
+    if given is None or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- Host and Origin
+
+
+def host_allowed(host: str | None, port: int) -> bool:
+    """Whether a Host header names this server by a loopback name and the port it listens on."""
+    if not host:
+        return False
+    name, sep, port_text = host.strip().lower().rpartition(":")
+    if not sep or name not in LOOPBACK_NAMES:
+        return False
+    return port_text.isdigit() and int(port_text) == port
+
+
+def is_extension_origin(origin: str | None) -> bool:
+    """A Chrome or Firefox extension's origin (`chrome-extension://<id>`, `moz-extension://<uuid>`)."""
+    if not origin:
+        return False
+    lowered = origin.strip().lower()
+    return any(lowered.startswith(s) and len(lowered) > len(s) for s in EXTENSION_SCHEMES)
+
+
+def origin_allowed(origin: str | None) -> bool:
+    """No Origin (not a browser page: CLI, curl, same-origin GET) or an extension's origin.
+
+    `Origin: null` (sandboxed iframes, file: pages, some redirects) is a web page too: refused.
+    """
+    return origin is None or is_extension_origin(origin)
