@@ -55,9 +55,10 @@ def read_token(config_dir: str | Path) -> str | None:
 def load_or_create_token(config_dir: str | Path) -> str:
     """The install's token, created on first use as `<config_dir>/token` with mode 0600.
 
-    Creation uses O_EXCL so two processes starting at once agree on one token; a file with
-    looser permissions (copied around, restored from a backup) is tightened back to 0600, and
-    an unreadable or garbled file is replaced.
+    The new file is written in full under a temporary name and then hard-linked into place,
+    which fails if a token appeared meanwhile: two processes starting at once agree on one
+    token, and nobody ever reads a half-written file. A file with looser permissions (copied
+    around, restored from a backup) is tightened back to 0600; a garbled one is replaced.
     """
     directory = Path(config_dir)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -66,28 +67,31 @@ def load_or_create_token(config_dir: str | Path) -> str:
     if existing is not None:
         _tighten(path)
         return existing
-    token = new_token()
+    tmp = _write_private(directory, new_token())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.link(tmp, path)
     except FileExistsError:
-        # Someone else created it meanwhile, or the file is garbled: theirs wins, garbage is replaced.
         raced = read_token(directory)
-        if raced is not None:
+        if raced is not None:  # someone else's token won
             _tighten(path)
             return raced
-        _replace_atomically(path, token)
-        return token
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(token + "\n")
+        os.replace(tmp, path)  # the existing file is garbage
+    except OSError:  # no hard links on this filesystem
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    token = read_token(directory)
+    if token is None:
+        raise OSError(f"could not write a token to {path}")
     return token
 
 
-def _replace_atomically(path: Path, token: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_private(directory: Path, token: str) -> Path:
+    tmp = directory / f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(token + "\n")
-    os.replace(tmp, path)
+    return tmp
 
 
 def _tighten(path: Path) -> None:
