@@ -12,9 +12,9 @@
 
   const MIN_RENDERED = 24; // px on screen: smaller elements are icons, spacers or tracking pixels
   const MIN_NATURAL = 16; // px of the decoded image (the server's min_side)
-  const URL_CHUNK = 12; // URLs per request to the service worker
+  const URL_CHUNK = 24; // URLs per request to the service worker
   const BYTES_CHUNK = 4; // inline images per request
-  const PARALLEL = 3; // requests in flight
+  const PARALLEL = 4; // requests in flight
   const RESCAN_MS = 250; // debounce of the MutationObserver
   const BADGE_TAG = "medlens-badge";
 

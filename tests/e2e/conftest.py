@@ -72,12 +72,13 @@ class MedLensServer:
     `requests` records (method, path, Origin, status) of every request; `urls` every URL the
     extension asked /v1/classify for."""
 
-    def __init__(self, classifier, config_dir: Path) -> None:
+    def __init__(self, classifier, config_dir: Path, **overrides) -> None:
         from medlens.settings import Settings
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = Settings(port=self.port, token_required=True, allow_private=True, config_dir=str(config_dir))
+        self.settings = Settings(port=self.port, token_required=True, allow_private=True, config_dir=str(config_dir),
+                                 **overrides)
         self.classifier = classifier
         self.requests: list[tuple[str, str, str | None, int]] = []
         self.urls: list[str] = []
