@@ -398,12 +398,13 @@
     pill.setAttribute("part", "badge");
     if (label === "medical" || label === "non-medical") {
       const p = r.probability;
-      const conf = Math.round((label === "medical" ? p : 1 - p) * 100);
+      // 0 % and 100 % would claim a certainty the model does not have
+      const conf = Math.min(99, Math.max(1, Math.round((label === "medical" ? p : 1 - p) * 100)));
       const modality = r.modality ? MODALITIES[r.modality] || r.modality : "";
       pill.className = `pill ${label}`;
       pill.append(span("icon", label === "medical" ? "✚" : "○"), span("text", `${label === "medical" ? "Medical" : "Non-medical"} ${conf}%`));
       if (modality) pill.append(span("more", `· ${modality}`));
-      const text = `MedLens: ${label} image, probability of medical ${Math.round(p * 100)}%${modality ? `, modality: ${modality}` : ""}`;
+      const text = `MedLens: ${label} image, probability of medical ${Math.min(99, Math.max(1, Math.round(p * 100)))}%${modality ? `, modality: ${modality}` : ""}`;
       pill.title = text;
       pill.setAttribute("aria-label", text);
     } else {

@@ -103,10 +103,15 @@ function labelOf(r) {
   return r.status === "skipped" ? "skipped" : "error";
 }
 
+/** A percentage for people: 0 and 100 would claim a certainty the model does not have. */
+function pct(p) {
+  return Math.min(99, Math.max(1, Math.round(p * 100)));
+}
+
 function labelText(r) {
   const label = labelOf(r);
-  if (label === "medical") return `Medical ${Math.round(r.probability * 100)}%`;
-  if (label === "non-medical") return `Non-medical ${Math.round((1 - r.probability) * 100)}%`;
+  if (label === "medical") return `Medical ${pct(r.probability)}%`;
+  if (label === "non-medical") return `Non-medical ${pct(1 - r.probability)}%`;
   return `${label === "skipped" ? "Skipped" : "Not classified"}: ${(r.error && r.error.code ? r.error.code : "error").replace(/_/g, " ")}`;
 }
 
@@ -154,7 +159,8 @@ function renderResults(title, sub, results, thumbs, kind) {
     label.textContent = labelText(r);
     const where = document.createElement("span");
     where.className = "where";
-    where.textContent = r.page ? `page ${r.page}${r.index !== undefined ? `, image ${r.index + 1}` : ""}` : (r.source || "").replace(/^upload:/, "");
+    // the server's PDF `index` is 1-based: the image's position in its page's image list
+    where.textContent = r.page ? `page ${r.page}${r.index ? `, image ${r.index}` : ""}` : (r.source || "").replace(/^upload:/, "");
     if (r.modality && labelOf(r) === "medical") where.textContent += ` · ${r.modality}`;
     card.append(img, label, where);
     grid.append(card);

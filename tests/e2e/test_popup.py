@@ -59,7 +59,7 @@ def test_pdf_dropped_in_popup_lists_its_images(context, ext_id, paired, docs_dir
     # each card: thumbnail, "page N, image M", label text
     first = cards.first
     assert first.locator("img").get_attribute("src").startswith("data:image/")
-    expect(first.locator(".where")).to_contain_text("page ")
+    expect(first.locator(".where")).to_have_text(re.compile(r"^page [1-4], image [1-9]"))
     expect(first.locator(".label")).to_have_text(re.compile(r"^(Medical|Non-medical) \d+%$"))
     assert popup.locator("#upload-progress").is_hidden()
     popup.screenshot(path=str(reports_dir / "popup-pdf.png"), full_page=True)
