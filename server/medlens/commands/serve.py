@@ -1,0 +1,100 @@
+"""`medlens serve`: the local server the browser extension talks to.
+
+Loads the model before binding (a broken model install fails at once, not on the first
+request), says where it listens and how to pair the extension, and on Ctrl-C or SIGTERM stops
+taking requests, finishes the ones in flight and closes every resource before exiting 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from medlens import __version__
+from medlens.commands import load_settings
+from medlens.model.classifier import Classifier
+from medlens.serve.app import init_app
+from medlens.serve.security import LOOPBACK_NAMES, token_path
+from medlens.settings import Settings
+
+SHUTDOWN_GRACE_S = 10.0  # how long requests in flight may take to finish after Ctrl-C
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the local server for the browser extension",
+        description="Serve the MedLens HTTP API (see docs/architecture.md) with the shipped model.",
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; keep it loopback)")
+    parser.add_argument("--port", type=int, help="TCP port (default 8377)")
+    parser.add_argument("--no-token", dest="token_required", action="store_const", const=False,
+                        help="do not require the pairing token (any local program may then use the server)")
+    parser.add_argument("--allow-private", action="store_const", const=True,
+                        help="let the server fetch loopback/private/link-local addresses (SSRF guard off)")
+    parser.add_argument("--device", default=argparse.SUPPRESS, help="auto, cpu or cuda")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(
+        args, host=args.host, port=args.port, token_required=args.token_required, allow_private=args.allow_private
+    )
+    classifier = Classifier.from_settings(settings)
+    try:
+        asyncio.run(serve(settings, classifier))
+    except OSError as exc:  # the port is taken, the address is not ours
+        print(f"medlens serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def serve(settings: Settings, classifier: Classifier) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    app = init_app(settings, classifier=classifier)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        print(banner(settings, classifier, port), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("MedLens: stopping…", flush=True)
+    finally:
+        await runner.cleanup()
+    print("MedLens: stopped.", flush=True)
+
+
+def banner(settings: Settings, classifier: Classifier, port: int) -> str:
+    info = classifier.info
+    host = settings.host
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
+    url = f"http://{shown}:{port}"
+    lines = [
+        f"MedLens {__version__} listening on {url} "
+        f"(model {info['backbone']} on {info['device']}, threshold {info['threshold']:.3g})",
+    ]
+    if settings.token_required:
+        lines.append(
+            f"Pair the browser extension: in its options set the server to {url} and paste the token "
+            f"that `medlens token` prints (stored in {token_path(settings.config_path)})."
+        )
+    else:
+        lines.append(f"Token NOT required (--no-token): set the extension's server to {url}; "
+                     "any program on this machine can use the server.")
+    if f"{shown.lower()}:{port}" not in {f"{n}:{port}" for n in LOOPBACK_NAMES}:
+        lines.append(f"Warning: listening on {host}, not loopback; requests must still say Host: 127.0.0.1:{port}.")
+    if settings.allow_private:
+        lines.append("Warning: --allow-private: the server will fetch loopback and private-network addresses.")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)

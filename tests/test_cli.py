@@ -1,0 +1,273 @@
+"""`medlens` in-process (classify, token, parsing) and `medlens serve` as a real process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from fixtures.data import SHARED_DATA, image
+from fixtures.site import TestSite
+from medlens import cli
+from medlens.commands import COMMANDS
+
+XRAY = "medical/xray/pydicom-data_RG1_J2KI.jpg"
+MRI = "medical/mri/itk-examples_BrainT1Slice.jpg"
+CHART = "non-medical/chart/charts-sklearn-data_area_0.png"
+SCREENSHOT = "non-medical/screenshot/debian-htmldocs-screens_api_addons_0.png"
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def classify_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict[str, Any]]]:
+    code, out, _err = run_cli(capsys, "classify", "--json", "--no-progress", *argv)
+    return code, json.loads(out)
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep every command's token and config.toml out of the real home."""
+    path = tmp_path / "config"
+    monkeypatch.setenv("MEDLENS_CONFIG_DIR", str(path))
+    return path
+
+
+# ---------------------------------------------------------------- classify
+
+
+def test_classify_files_as_json(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    code, rows = classify_json(capsys, str(image(XRAY)), str(image(CHART)), str(image(MRI)))
+    assert code == 0
+    assert [r["source"] for r in rows] == [str(image(XRAY)), str(image(CHART)), str(image(MRI))]
+    assert [r["label"] for r in rows] == ["medical", "non-medical", "medical"]
+    for r in rows:
+        assert set(r) == {"source", "status", "label", "probability", "modality", "error"}
+        assert r["status"] == "ok" and r["error"] is None and 0 <= r["probability"] <= 1
+    assert rows[0]["modality"] is not None and rows[1]["modality"] is None
+
+
+def test_folders_are_searched_recursively_and_pdfs_expand(
+    capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "inbox"
+    (folder / "scans" / "deeper").mkdir(parents=True)
+    shutil.copy(image(XRAY), folder / "scans" / "deeper" / "a-xray.JPG")
+    shutil.copy(image(SCREENSHOT), folder / "b-screen.png")
+    shutil.copy(SHARED_DATA / "docs" / "alpha-cmyk.pdf", folder / "c-doc.pdf")
+    (folder / "notes.txt").write_text("not an image, and not picked up from a folder")
+    code, rows = classify_json(capsys, str(folder))
+    assert code == 0
+    assert [Path(r["source"]).name for r in rows] == ["b-screen.png", "c-doc.pdf", "c-doc.pdf", "a-xray.JPG"]
+    assert [r["label"] for r in (rows[0], rows[3])] == ["non-medical", "medical"]
+    assert [(r["page"], r["index"]) for r in rows[1:3]] == [(1, 1), (1, 2)]
+    assert "page" not in rows[0]
+
+
+def test_a_pdf_gives_a_row_per_image(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    code, rows = classify_json(capsys, str(SHARED_DATA / "docs" / "report.pdf"))
+    assert code == 0 and len(rows) == 16
+    assert all(r["source"] == str(SHARED_DATA / "docs" / "report.pdf") for r in rows)
+    assert sorted((r["page"], r["index"]) for r in rows) == [(r["page"], r["index"]) for r in rows]
+
+
+def test_failures_are_reported_after_everything_else(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(image(XRAY).read_bytes()[:500])
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    code, rows = classify_json(
+        capsys, str(tmp_path / "missing.png"), str(image(XRAY)), str(broken), str(SHARED_DATA / "docs" / "encrypted.pdf"),
+        str(SHARED_DATA / "docs" / "README.md"), str(empty), "ftp://example.org/x.png", str(image(CHART)),
+    )
+    assert code == 1
+    assert [(r["status"], r["error"] and r["error"]["code"]) for r in rows] == [
+        ("error", "not_found"), ("ok", None), ("error", "decode_failed"), ("error", "pdf_encrypted"),
+        ("error", "not_an_image"), ("error", "not_found"), ("error", "scheme_not_allowed"), ("ok", None),
+    ]
+    assert [rows[1]["label"], rows[7]["label"]] == ["medical", "non-medical"]
+
+
+def test_tiny_images_are_skipped_not_failed(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8), "white").save(tiny)
+    code, rows = classify_json(capsys, str(tiny))
+    assert code == 0
+    assert (rows[0]["status"], rows[0]["error"]["code"]) == ("skipped", "too_small")
+
+
+def test_urls_images_pdfs_and_pages(capsys: pytest.CaptureFixture[str], config_dir: Path, test_site: TestSite) -> None:
+    image_url = test_site.url(f"/images/{XRAY}")
+    pdf_url = test_site.url("/docs/alpha-cmyk.pdf")
+    page_url = test_site.url("/docs/page-basic.html")
+    code, rows = classify_json(capsys, "--allow-private", image_url, pdf_url, page_url, test_site.url("/special/status/404"))
+    assert code == 1
+    assert rows[0]["source"] == image_url and rows[0]["label"] == "medical"
+    assert [r["source"] for r in rows[1:3]] == [pdf_url, pdf_url] and rows[1]["page"] == 1
+    page_rows = rows[3:15]
+    assert len(page_rows) == 12 and all(r["status"] == "ok" and r["source"].startswith(test_site.url("/images/")) for r in page_rows)
+    assert (rows[15]["source"], rows[15]["error"]["code"]) == (test_site.url("/special/status/404"), "fetch_failed")
+
+
+def test_urls_on_private_addresses_need_allow_private(capsys: pytest.CaptureFixture[str], config_dir: Path, test_site: TestSite) -> None:
+    code, rows = classify_json(capsys, test_site.url(f"/images/{XRAY}"))
+    assert code == 1 and rows[0]["error"]["code"] == "address_not_allowed"
+
+
+def test_threshold_flag(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    _, low = classify_json(capsys, "--threshold", "0", str(image(CHART)))
+    _, high = classify_json(capsys, "--threshold", "1", str(image(XRAY)))
+    assert (low[0]["label"], high[0]["label"]) == ("medical", "non-medical")
+    code, _out, err = run_cli(capsys, "classify", "--threshold", "7", str(image(XRAY)))
+    assert code == 2 and "between 0 and 1" in err
+
+
+def test_table_is_the_default_and_csv_on_request(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    code, out, err = run_cli(capsys, "classify", "--no-progress", str(image(XRAY)), str(SHARED_DATA / "docs" / "encrypted.pdf"))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].split() == ["SOURCE", "LABEL", "PROB", "MODALITY", "NOTE"]
+    assert image(XRAY).name in lines[1] and "medical" in lines[1]
+    assert "error" in lines[2] and "pdf_encrypted" in lines[2]
+    assert "2 results: 1 medical, 0 non-medical, 0 skipped, 1 failed" in err
+    code, out, _ = run_cli(capsys, "classify", "--csv", "--no-progress", str(SHARED_DATA / "docs" / "alpha-cmyk.pdf"), "/nope")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["source", "page", "index", "status", "label", "probability", "modality", "error"]
+    assert [(r["page"], r["index"]) for r in rows] == [("1", "1"), ("1", "2"), ("", "")]
+    assert rows[2]["error"].startswith("not_found: ")
+
+
+def test_progress_bar_goes_to_stderr(capsys: pytest.CaptureFixture[str], config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medlens.commands import classify
+
+    seen: dict[str, Any] = {}
+    real = classify.tqdm
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        bar = real(*args, **{**kwargs, "disable": False})  # auto-disabled off a terminal, like here
+        seen["bar"] = bar
+        return bar
+
+    monkeypatch.setattr(classify, "tqdm", spy)
+    code, out, _ = run_cli(capsys, "classify", "--json", str(image(XRAY)), str(image(CHART)))
+    assert code == 0 and len(json.loads(out)) == 2
+    assert seen["file"] is sys.stderr and seen["total"] == 2 and seen["disable"] is None and seen["bar"].n == 2
+
+
+# ---------------------------------------------------------------- token, flags, commands
+
+
+def test_token_is_created_private_and_printed_the_same_each_time(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    code, first, _ = run_cli(capsys, "token")
+    assert code == 0 and len(first.strip()) >= 43
+    assert (config_dir / "token").read_text().strip() == first.strip()
+    assert stat.S_IMODE((config_dir / "token").stat().st_mode) == 0o600
+    assert run_cli(capsys, "token")[1] == first
+    assert run_cli(capsys, "token", "--path")[1].strip() == str(config_dir / "token")
+
+
+def test_global_config_dir_flag(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    _, token, _ = run_cli(capsys, "--config-dir", str(other), "token")
+    assert (other / "token").read_text() == token
+
+
+def test_settings_layering_and_bad_settings(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    code, _, err = run_cli(capsys, "--set", "no_such_setting=1", "token")
+    assert code == 2 and "no_such_setting" in err
+    code, _, err = run_cli(capsys, "--set", "max_batch=many", "token")
+    assert code == 2 and "max_batch" in err
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "config.toml").write_text("min_side = 5000\n")  # config file: every image is too small
+    _, rows = classify_json(capsys, str(image(XRAY)))
+    assert rows[0]["status"] == "skipped"
+    code, out, _ = run_cli(capsys, "--set", "min_side=16", "classify", "--json", str(image(XRAY)))  # flags beat the file
+    assert code == 0 and json.loads(out)[0]["status"] == "ok"
+
+
+def test_every_command_module_is_registered() -> None:
+    parser = cli.build_parser()
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    present = [name for name in COMMANDS if cli._command_module(name) is not None]
+    assert {"serve", "classify", "token"} <= set(present)
+    assert list(choices) == present
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys)
+    assert code == 2 and "classify" in err
+
+
+# ---------------------------------------------------------------- serve, as a real process
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_listens_explains_pairing_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "MEDLENS_CONFIG_DIR": str(tmp_path / "cfg"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medlens.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            banner.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(banner)
+        assert f"listening on http://127.0.0.1:{port}" in text, text
+        assert "medlens token" in text
+        token = (tmp_path / "cfg" / "token").read_text().strip()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/v1/health", headers={"Authorization": f"Bearer {token}"}) as resp:
+                health = await resp.json()
+            async with session.post(f"http://127.0.0.1:{port}/v1/classify", json={"urls": []}) as resp:
+                unauthorized = resp.status
+        assert health["paired"] is True and unauthorized == 401
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, text + rest
+        assert "stopped" in rest and "Traceback" not in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_serve_reports_a_taken_port(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(capsys, "serve", "--port", str(port))
+    assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err
