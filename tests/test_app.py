@@ -571,6 +571,7 @@ async def test_full_queue_answers_503_with_retry_after(make_api: MakeApi, classi
         resp = await api.client.post("/v1/classify", json={"urls": urls[:1]}, headers=api.headers())
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "3"
+        assert resp.headers["Access-Control-Expose-Headers"] == "Retry-After"  # the extension may read it
         assert (await resp.json())["error"]["code"] == "queue_full"
     finally:
         gated.gate.set()

@@ -8,7 +8,7 @@ program all get the same start-up and a clean shutdown; the app itself only wire
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -45,7 +45,10 @@ async def _token_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _model_ctx(given: Classifier | None):
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _model_ctx(given: Classifier | None) -> CleanupCtx:
     async def model_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[keys.SETTINGS]
         classifier = given if given is not None else await asyncio.to_thread(Classifier.from_settings, settings)
@@ -57,7 +60,7 @@ def _model_ctx(given: Classifier | None):
     return model_ctx
 
 
-def _fetcher_ctx(given: Fetcher | None):
+def _fetcher_ctx(given: Fetcher | None) -> CleanupCtx:
     async def fetcher_ctx(app: web.Application) -> AsyncIterator[None]:
         async with given if given is not None else Fetcher(app[keys.SETTINGS]) as fetcher:
             app[keys.FETCHER] = fetcher

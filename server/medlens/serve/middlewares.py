@@ -53,6 +53,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     origin = request.headers.get("Origin")
     if is_extension_origin(origin):
         resp.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+        resp.headers["Access-Control-Expose-Headers"] = "Retry-After"
         resp.headers["Vary"] = "Origin"
     return resp
 

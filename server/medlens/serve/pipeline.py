@@ -23,7 +23,7 @@ from PIL import Image
 
 from medlens.errors import MedLensError
 from medlens.ingest.decode import decode_image
-from medlens.ingest.fetch import Fetcher, check_url
+from medlens.ingest.fetch import Fetcher, check_url, decode_data_url
 from medlens.ingest.page import fetch_page
 from medlens.ingest.pdf import PdfImage, extract_pdf_images_limited
 from medlens.serve.batcher import MicroBatcher
@@ -120,7 +120,8 @@ class Pipeline:
         if not isinstance(url, str):
             raise MedLensError("invalid_url", "each URL must be a string")
         if url.lstrip()[:5].lower() == "data:":
-            data = (await self.fetcher.fetch(url)).data  # decoded locally; its bytes are the cache key
+            # Decoded here, never fetched; base64 of a large one is real work, so off the loop.
+            data = await self._off_loop(decode_data_url, url.strip(), self.settings.max_image_bytes)
             return await self.outcome_of_bytes(data, threshold)
         key = ("url", str(check_url(url)), self._threshold_key(threshold))
         hit = self.cache.get(key)
