@@ -20,6 +20,7 @@ from PIL import Image
 
 from medlens.errors import ModelError
 from medlens.model.backbones import FeatureExtractor, load_backbone
+from medlens.model.image_stats import STATS_SIZE, STATS_VERSION, image_statistics
 
 MEDICAL = "medical"
 NON_MEDICAL = "non-medical"
@@ -29,6 +30,18 @@ MODALITY_FILE = "modality.ubj"
 CARD_FORMAT = 1
 
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def head_input_size(extractor: FeatureExtractor) -> int:
+    return extractor.feature_size + STATS_SIZE
+
+
+def image_features(extractor: FeatureExtractor, images: Sequence[Image.Image]) -> np.ndarray:
+    """What the heads read: backbone features followed by the colour/layout statistics."""
+    if not images:
+        return np.zeros((0, head_input_size(extractor)), dtype=np.float32)
+    stats = np.stack([image_statistics(img) for img in images])
+    return np.concatenate([extractor.features(images), stats], axis=1)
 
 
 @dataclass(frozen=True)
@@ -128,8 +141,12 @@ class Head:
             problems.append(f"backbone {want.get('name')!r} != {extractor.name!r}")
         if int(want.get("feature_size", -1)) != extractor.feature_size:
             problems.append(f"feature size {want.get('feature_size')} != {extractor.feature_size}")
-        if int(self.binary.num_features()) != extractor.feature_size:
-            problems.append(f"head expects {self.binary.num_features()} features, backbone gives {extractor.feature_size}")
+        if self.card.get("image_stats_version") != STATS_VERSION:
+            problems.append(f"image statistics version {self.card.get('image_stats_version')!r} != {STATS_VERSION}")
+        if int(self.binary.num_features()) != head_input_size(extractor):
+            problems.append(
+                f"head expects {self.binary.num_features()} features, backbone + statistics give {head_input_size(extractor)}"
+            )
         if want.get("weights_sha256") and want["weights_sha256"] != extractor.weights_sha256:
             problems.append(
                 f"weights sha256 {want['weights_sha256'][:12]}… != {extractor.weights_sha256[:12]}…"
@@ -204,11 +221,11 @@ class Classifier:
         }
 
     def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.extractor.features(images)
+        return image_features(self.extractor, images)
 
     def classify(self, images: Sequence[Image.Image], threshold: float | None = None) -> list[Prediction]:
         if not images:
             return []
         with self._lock:
-            feats = self.extractor.features(images)
+            feats = image_features(self.extractor, images)
             return self.head.predict(feats, threshold)

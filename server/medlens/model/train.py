@@ -23,7 +23,8 @@ from tqdm import tqdm
 from medlens.image_modes import to_rgb
 from medlens.model.augment import AUGMENT_SPEC, augment, augment_key, view_rng
 from medlens.model.backbones import FeatureExtractor
-from medlens.model.classifier import Head
+from medlens.model.classifier import Head, head_input_size, image_features
+from medlens.model.image_stats import STATS_VERSION
 from medlens.model.dataset import Sample
 from medlens.model.metrics import binary_report, choose_threshold
 
@@ -79,7 +80,7 @@ class FeatureCache:
     """One .npy per (backbone weights, augmentation, seed, image sha256, view): reruns skip the backbone."""
 
     def __init__(self, root: Path, extractor: FeatureExtractor, seed: int):
-        self.dir = root / "features" / f"{extractor.name}-{extractor.weights_sha256[:12]}" / f"aug-{augment_key()}-seed{seed}"
+        self.dir = root / "features" / f"{extractor.name}-{extractor.weights_sha256[:12]}" / f"aug-{augment_key()}-stats{STATS_VERSION}-seed{seed}"
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, image_sha: str, view: int) -> Path:
@@ -130,7 +131,7 @@ def extract_features(
     def flush() -> None:
         if not pending:
             return
-        feats = extractor.features([item[2] for item in pending])
+        feats = image_features(extractor, [item[2] for item in pending])
         for (row, view, _, sha), vec in zip(pending, feats):
             rows[row][view] = vec
             if cache:
@@ -148,7 +149,7 @@ def extract_features(
             continue
         row = len(rows)
         kept.append(sample)
-        rows.append(np.zeros((views, extractor.feature_size), dtype=np.float32))
+        rows.append(np.zeros((views, head_input_size(extractor)), dtype=np.float32))
         for view in range(views):
             if cached[view] is not None:
                 rows[row][view] = cached[view]
@@ -160,7 +161,7 @@ def extract_features(
     flush()
     if skipped:
         log.warning("skipped %d unreadable image(s)", len(skipped))
-    features = np.stack(rows) if rows else np.zeros((0, views, extractor.feature_size), dtype=np.float32)
+    features = np.stack(rows) if rows else np.zeros((0, views, head_input_size(extractor)), dtype=np.float32)
     return FeatureTable(kept, features, skipped)
 
 
@@ -256,6 +257,7 @@ def modality_accuracy(table: FeatureTable, folds: Sequence[np.ndarray], seed: in
     """Per-modality accuracy of the modality head on medical images of held-out source folds."""
     hits: dict[str, list[int]] = defaultdict(list)
     all_idx = np.arange(len(table.samples))
+    overall = Counter(s.modality for s in table.samples if s.y == 1)
     for test in folds:
         fitted = fit_modality(table.subset(np.setdiff1d(all_idx, test)), seed)
         if fitted is None:
@@ -267,7 +269,7 @@ def modality_accuracy(table: FeatureTable, folds: Sequence[np.ndarray], seed: in
         proba = np.asarray(booster.inplace_predict(table.features[med_test, 0])).reshape(len(med_test), -1)
         for i, k in zip(med_test, proba.argmax(axis=1)):
             truth = table.samples[i].modality
-            truth = truth if truth in classes else "other"
+            truth = truth if overall[truth] >= MIN_MODALITY_IMAGES else "other"
             hits[truth].append(int(classes[int(k)] == truth))
     return {m: {"n": len(h), "accuracy": float(np.mean(h))} for m, h in sorted(hits.items())}
 
@@ -307,6 +309,8 @@ def train(
             "weights_sha256": extractor.weights_sha256,
             "feature_size": extractor.feature_size,
         },
+        "image_stats_version": STATS_VERSION,
+        "feature_size": head_input_size(extractor),
         "labels": ["non-medical", "medical"],
         "training": {
             "data": data_name,
@@ -351,7 +355,7 @@ def leave_sources_out(table: FeatureTable, seed: int = 0, progress: bool = True)
         test = np.array([i for i, s in enumerate(table.samples) if s.source == source])
         train_tab = table.subset(np.setdiff1d(all_idx, test))
         w = sample_weights(train_tab.samples)
-        inner = grouped_folds([s.source for s in train_tab.samples], 4, seed)
+        inner = grouped_folds([s.source for s in train_tab.samples], 3, seed)
         inner_oof = out_of_fold(train_tab, w, inner, seed)
         ok = ~np.isnan(inner_oof)
         cut = choose_threshold(train_tab.y[ok], inner_oof[ok])
@@ -373,7 +377,7 @@ def leave_sources_out(table: FeatureTable, seed: int = 0, progress: bool = True)
     from medlens.model.metrics import balanced_accuracy, roc_auc
 
     return {
-        "scheme": "leave one source out; threshold from 4 source-grouped folds of the remaining sources",
+        "scheme": "leave one source out; threshold from 3 source-grouped folds of the remaining sources",
         "n": int(len(y)),
         "balanced_accuracy": balanced_accuracy(y, pred),
         "accuracy": float((pred == y).mean()),

@@ -1,0 +1,72 @@
+"""`medlens evaluate`: metrics of a trained model on labelled data, or a leave-sources-out study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from medlens.commands import load_settings
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="measure a model on labelled images",
+        description="Print accuracy, balanced accuracy, per-class precision/recall/F1, ROC AUC, the confusion "
+        "matrix and per-source / per-modality accuracy; write them as JSON (--report) with ROC, confusion and "
+        "reliability plots beside it. --leave-sources-out instead trains one head per held-out source.",
+    )
+    parser.add_argument("--data", required=True, type=Path, help="labelled data folder (as for train)")
+    parser.add_argument("--report", type=Path, help="JSON report path; plots go next to it")
+    parser.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
+    parser.add_argument("--leave-sources-out", action="store_true",
+                        help="hold out each source in turn and train on the rest (slow: one head per source)")
+    parser.add_argument("--views", type=int, default=None, help="with --leave-sources-out: views per image")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from medlens.model.dataset import load_dataset
+    from medlens.model.evaluate import evaluate, format_report, write_plots, write_report
+
+    settings = load_settings(args)
+    samples = load_dataset(args.data)
+    progress = sys.stderr.isatty()
+    if args.leave_sources_out:
+        return _leave_sources_out(args, settings, samples, progress)
+    from medlens.model.classifier import Classifier
+
+    classifier = Classifier.from_settings(settings)
+    report, y, proba = evaluate(classifier, samples, threshold=args.threshold, progress=progress)
+    print(format_report(report))
+    if args.report:
+        write_report(report, args.report)
+        plots = write_plots(report, y, proba, args.report.parent)
+        print(f"\nreport: {args.report}; plots: {', '.join(str(p) for p in plots)}")
+    return 0
+
+
+def _leave_sources_out(args: argparse.Namespace, settings: Any, samples: list, progress: bool) -> int:
+    from medlens.model.backbones import load_backbone
+    from medlens.model.train import DEFAULT_VIEWS, extract_features, leave_sources_out
+
+    extractor = load_backbone(settings.backbone, settings.weights_path or None, settings.device)
+    table = extract_features(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed,
+                             cache_dir=settings.cache_path, progress=progress)
+    report = leave_sources_out(table, seed=args.seed, progress=progress)
+    print(f"leave-sources-out over {len(report['per_source'])} sources, {report['n']} images")
+    print(f"balanced accuracy {report['balanced_accuracy']:.4f}   accuracy {report['accuracy']:.4f}   "
+          f"ROC AUC {report['roc_auc']:.4f}")
+    print(f"\n{'held-out source':<30}{'label':<13}{'n':>4}{'acc':>8}{'errors':>8}{'thr':>7}{'mean p':>8}")
+    for name, m in report["per_source"].items():
+        print(f"{name:<30}{m['label']:<13}{m['n']:>4}{m['accuracy']:>8.3f}{m['errors']:>8}{m['threshold']:>7.3f}"
+              f"{m['mean_probability']:>8.3f}")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"\nreport: {args.report}")
+    return 0
