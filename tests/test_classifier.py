@@ -1,0 +1,193 @@
+"""The shipped model through the `Classifier` API: clear real cases, any PIL mode, refusal of wrong heads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixtures.data import image
+from medlens.errors import ModelError
+from medlens.model.classifier import SHIPPED_MODEL_DIR, Classifier, Head, Prediction
+
+CLEAR_MEDICAL = {
+    "medical/xray/pydicom-data_RG1_J2KI.jpg": "xray",
+    "medical/fundus/idrid-codras_0001.jpg": "fundus",
+    "medical/mri/itk-examples_BrainT1Slice.jpg": "mri",
+}
+CLEAR_NON_MEDICAL = [
+    "non-medical/photo/face-recognition-portraits_biden_president_official.jpg",
+    "non-medical/chart/charts-sklearn-data_area_0.png",
+    "non-medical/icon/debian-desktop-base_logo-256.png",
+]
+
+
+def _open(rel: str) -> Image.Image:
+    img = Image.open(image(rel))
+    img.load()
+    return img
+
+
+def test_clear_cases_of_the_shipped_model(classifier: Classifier):
+    medical = classifier.classify([_open(rel) for rel in CLEAR_MEDICAL])
+    for pred, modality in zip(medical, CLEAR_MEDICAL.values()):
+        assert pred.label == "medical", pred
+        assert pred.probability >= classifier.threshold
+        assert pred.modality == modality
+    other = classifier.classify([_open(rel) for rel in CLEAR_NON_MEDICAL])
+    for pred in other:
+        assert pred == Prediction("non-medical", pred.probability, None)
+        assert pred.probability < classifier.threshold
+
+
+def test_threshold_override_moves_the_decision(classifier: Classifier):
+    img = _open("medical/xray/pydicom-data_RG1_J2KI.jpg")
+    (base,) = classifier.classify([img])
+    (strict,) = classifier.classify([img], threshold=min(1.0, base.probability + 1e-3))
+    assert strict.label == "non-medical" and strict.modality is None
+    assert strict.probability == base.probability
+
+
+def _odd_images() -> dict[str, Image.Image]:
+    rgb = _open("medical/xray/pydicom-data_RG1_J2KI.jpg").convert("RGB").resize((120, 90))
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(128)
+    p_transparent = rgb.convert("P")
+    p_transparent.info["transparency"] = 0
+    i16 = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    assert i16.mode == "I;16"
+    return {
+        "RGBA": rgba,
+        "P": p_transparent,
+        "LA": rgb.convert("LA"),
+        "CMYK": rgb.convert("CMYK"),
+        "I;16": i16,
+        "I": rgb.convert("I"),
+        "F": rgb.convert("F"),
+        "1": rgb.convert("1"),
+        "L": rgb.convert("L"),
+        "1x1": Image.new("RGB", (1, 1), (10, 200, 30)),
+        "3x500": Image.new("L", (3, 500), 128),
+        "flat I;16": Image.new("I;16", (40, 40), 1000),
+    }
+
+
+def test_any_mode_and_tiny_sizes_classify(classifier: Classifier):
+    odd = _odd_images()
+    preds = classifier.classify(list(odd.values()))
+    assert len(preds) == len(odd)
+    for name, pred in zip(odd, preds):
+        assert pred.label in {"medical", "non-medical"}, name
+        assert 0.0 <= pred.probability <= 1.0, name
+
+
+def test_sixteen_bit_image_is_windowed_not_clipped(classifier: Classifier):
+    gray = _open("medical/xray/pydicom-data_RG1_J2KI.jpg").convert("L")
+    arr16 = (np.asarray(gray, dtype=np.uint16) * 16).astype(np.uint16)  # a 12-bit detector range
+    img16 = Image.fromarray(arr16)
+    assert img16.mode == "I;16"
+    (as16,) = classifier.classify([img16])
+    (as8,) = classifier.classify([gray])
+    assert as16.label == as8.label == "medical"
+
+
+def test_batch_equals_one_by_one(classifier: Classifier):
+    imgs = [_open(rel) for rel in [*CLEAR_MEDICAL, *CLEAR_NON_MEDICAL]]
+    together = classifier.classify(imgs)
+    alone = [classifier.classify([img])[0] for img in imgs]
+    for a, b in zip(together, alone):
+        assert a.label == b.label
+        assert a.probability == pytest.approx(b.probability, abs=2e-3)  # batched kernels round differently
+
+
+def test_concurrent_callers_get_their_own_answers(classifier: Classifier):
+    imgs = [_open(rel) for rel in [*CLEAR_MEDICAL, *CLEAR_NON_MEDICAL]]
+    expected = [p.label for p in classifier.classify(imgs)]
+    results: dict[int, list[str]] = {}
+
+    def work(k: int) -> None:
+        order = imgs[k:] + imgs[:k]
+        results[k] = [p.label for p in classifier.classify(order)]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, labels in results.items():
+        assert labels == expected[k:] + expected[:k]
+
+
+def test_empty_batch(classifier: Classifier):
+    assert classifier.classify([]) == []
+
+
+def test_info_names_the_model(classifier: Classifier):
+    info = classifier.info
+    assert info["backbone"] == "mobilenet_v2"
+    assert len(info["head_sha256"]) == 64
+    assert 0 < info["threshold"] < 1
+
+
+def test_model_card_records_training_and_validation():
+    card = json.loads((SHIPPED_MODEL_DIR / "model_card.json").read_text())
+    assert card["backbone"]["weights_sha256"].startswith("b0353104")
+    assert card["training"]["counts"]["per_label"] == {"medical": 274, "non-medical": 310}
+    assert {"per_source", "per_modality", "balanced_accuracy", "roc_auc"} <= set(card["validation"])
+    assert card["modality_head"]["accuracy_per_modality"]
+
+
+def _copy_model(tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL_DIR, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def _edit_card(model_dir: Path, **changes) -> None:
+    path = model_dir / "model_card.json"
+    card = json.loads(path.read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            card[section][field] = value
+        else:
+            card[section] = value
+    path.write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"backbone__name": "resnet50"},
+        {"backbone__feature_size": 2048},
+        {"backbone__weights_sha256": "0" * 64},
+        {"image_stats_version": 99},
+    ],
+)
+def test_head_for_another_backbone_is_refused(classifier: Classifier, tmp_path: Path, change):
+    model_dir = _copy_model(tmp_path)
+    _edit_card(model_dir, **change)
+    head = Head.load(model_dir)
+    with pytest.raises(ModelError) as err:
+        Classifier(classifier.extractor, head)
+    assert err.value.code == "head_mismatch"
+
+
+def test_tampered_head_file_is_refused(tmp_path: Path):
+    model_dir = _copy_model(tmp_path)
+    with open(model_dir / "head.ubj", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelError) as err:
+        Head.load(model_dir)
+    assert err.value.code == "head_mismatch"
+
+
+def test_missing_card_is_refused(tmp_path: Path):
+    with pytest.raises(ModelError) as err:
+        Classifier.load(tmp_path)
+    assert "model_card.json" in err.value.message

@@ -1,0 +1,60 @@
+"""`medlens evaluate` and `medlens train` end to end through the CLI, on real images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fixtures.data import DataItem
+from medlens.cli import main
+
+SOURCES = ["pydicom-data", "nilearn-mni152", "idrid-codras", "charts-sklearn-data", "tango-icons", "tuxpaint-stamps"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, data_items: list[DataItem]) -> Path:
+    root = tmp_path_factory.mktemp("eval-data")
+    taken: Counter = Counter()
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "modality", "source"])
+        for item in data_items:
+            if item.source in SOURCES and taken[item.source] < 5:
+                taken[item.source] += 1
+                writer.writerow([item.path, item.label, item.modality, item.source])
+    return root
+
+
+def test_evaluate_prints_table_and_writes_report_and_plots(data_dir: Path, tmp_path: Path, capsys):
+    report_path = tmp_path / "out" / "eval.json"
+    assert main(["evaluate", "--data", str(data_dir), "--report", str(report_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "balanced accuracy" in printed and "confusion" in printed and "tuxpaint-stamps" in printed
+    report = json.loads(report_path.read_text())
+    for key in ("n", "accuracy", "balanced_accuracy", "roc_auc", "threshold", "confusion", "per_source", "per_modality"):
+        assert key in report
+    assert report["n"] == 30
+    assert set(report["per_source"]) == set(SOURCES)
+    for name in ("roc.png", "confusion.png", "reliability.png"):
+        with Image.open(report_path.parent / name) as png:
+            assert png.format == "PNG" and png.width > 200
+
+
+def test_train_then_evaluate_the_new_model(data_dir: Path, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("MEDLENS_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(data_dir), "--out", str(out), "--views", "2", "--folds", "3"]) == 0
+    assert "threshold" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} >= {"head.ubj", "modality.ubj", "model_card.json"}
+    assert main(["--model-dir", str(out), "evaluate", "--data", str(data_dir)]) == 0
+    assert "balanced accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_on_a_folder_without_labels_fails_clearly(tmp_path: Path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path)]) != 0
+    assert "manifest.csv" in capsys.readouterr().err

@@ -1,0 +1,168 @@
+"""Training on a small real subset of shared/data: a working head, a cache that is used, repeatable runs."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixtures.data import DataItem
+from medlens.model.backbones import load_backbone
+from medlens.model.classifier import Classifier, Head
+from medlens.model.dataset import Sample, load_dataset
+from medlens.model.train import extract_features, grouped_folds, leave_sources_out, sample_weights, train
+
+PER_SOURCE = 4
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return load_backbone("mobilenet_v2", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, data_items: list[DataItem]) -> Path:
+    """A manifest over a few images from each of a dozen real sources (paths point into shared/data)."""
+    wanted = [
+        "idrid-codras", "pydicom-data", "nilearn-mni152", "torchstain-data", "itk-examples", "monai-testdata",
+        "charts-sklearn-data", "tango-icons", "tuxpaint-stamps", "face-recognition-portraits",
+        "debian-htmldocs-screens", "gimp-patterns",
+    ]
+    root = tmp_path_factory.mktemp("small-data")
+    taken: Counter = Counter()
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "modality", "source"])
+        for item in data_items:
+            if item.source in wanted and taken[item.source] < PER_SOURCE:
+                taken[item.source] += 1
+                writer.writerow([item.path, item.label, item.modality, item.source])
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(small_data: Path, extractor, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    samples = load_dataset(small_data)
+    table = extract_features(samples, extractor, views=2, seed=1, cache_dir=cache, progress=False)
+    head, validation = train(table, extractor, seed=1, n_folds=3, progress=False)
+    return table, head, validation, cache
+
+
+def test_manifest_and_folder_layouts_load(small_data: Path, tmp_path: Path):
+    samples = load_dataset(small_data)
+    assert len(samples) == 12 * PER_SOURCE
+    assert {s.label for s in samples} == {"medical", "non-medical"}
+    for label, rel in (("medical", "xray"), ("non-medical", "chart")):
+        (tmp_path / label / rel).mkdir(parents=True)
+    src = [s for s in samples if s.modality in ("xray", "chart")]
+    for s in src:
+        shutil.copy(s.path, tmp_path / s.label / s.modality / s.path.name)
+    folder = load_dataset(tmp_path)
+    assert Counter(s.modality for s in folder) == Counter(s.modality for s in src)
+    assert all(s.source == s.modality for s in folder)
+
+
+def test_trained_head_works(trained, extractor, tmp_path: Path):
+    table, head, validation, _ = trained
+    head.save(tmp_path / "m")
+    clf = Classifier(extractor, Head.load(tmp_path / "m"))
+    imgs = [Image.open(s.path) for s in table.samples]
+    preds = clf.classify(imgs)
+    accuracy = np.mean([p.label == s.label for p, s in zip(preds, table.samples)])
+    assert accuracy >= 0.9
+    assert 0.0 < head.threshold < 1.0
+    assert set(validation["per_source"]) == {s.source for s in table.samples}
+    card = clf.head.card
+    assert card["training"]["counts"]["per_label"] == dict(Counter(s.label for s in table.samples))
+    assert card["modality_head"]["accuracy_per_modality"]
+    assert {p.modality for p in preds if p.label == "medical"} <= set(clf.head.modality_classes)
+
+
+def test_feature_cache_is_used_on_the_second_run(trained, small_data: Path, extractor):
+    table, _, _, cache = trained
+    files = list(cache.rglob("*.npy"))
+    assert len(files) == len(table.samples) * 2
+
+    class CountingExtractor:
+        """The real extractor, counting the images it is asked to run."""
+
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def features(self, images):
+            self.calls += len(images)
+            return self.inner.features(images)
+
+    counting = CountingExtractor(extractor)
+    again = extract_features(load_dataset(small_data), counting, views=2, seed=1, cache_dir=cache, progress=False)
+    assert counting.calls == 0
+    np.testing.assert_array_equal(again.features, table.features)
+
+
+def test_training_repeats_exactly(trained, extractor):
+    table, head, _, _ = trained
+    head2, _ = train(table, extractor, seed=1, n_folds=3, progress=False)
+    x = table.features[:, 0]
+    np.testing.assert_array_equal(head.predict_proba(x), head2.predict_proba(x))
+    assert head.threshold == head2.threshold
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, data_items: list[DataItem], extractor):
+    for label in ("medical", "non-medical"):
+        (tmp_path / label / "kind").mkdir(parents=True)
+        good = next(i for i in data_items if i.label == label)
+        shutil.copy(good.path, tmp_path / label / "kind" / good.path.name)
+    (tmp_path / "medical" / "kind" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "non-medical" / "kind" / "empty.png").write_bytes(b"")
+    table = extract_features(load_dataset(tmp_path), extractor, views=1, progress=False)
+    assert len(table.samples) == 2
+    assert sorted(Path(p).name for p, _ in table.skipped) == ["broken.jpg", "empty.png"]
+
+
+def _sample(label: str, modality: str, source: str) -> Sample:
+    return Sample(Path("x"), label, modality, source)
+
+
+def test_weights_balance_labels_and_temper_big_sources():
+    samples = (
+        [_sample("medical", "fundus", "big")] * 100
+        + [_sample("medical", "xray", "small")] * 4
+        + [_sample("non-medical", "photo", "p")] * 30
+    )
+    w = sample_weights(samples)
+    med = w[:104].sum()
+    assert med == pytest.approx(w[104:].sum())
+    fundus_share = w[:100].sum() / med
+    assert 0.5 < fundus_share < 100 / 104  # heavier than xray, but far from its raw 96 %
+
+
+def test_grouped_folds_keep_each_group_on_one_side():
+    groups = ["a"] * 10 + ["b"] * 3 + ["c"] * 5 + ["d"] * 2 + ["e"] * 7
+    folds = grouped_folds(groups, 3)
+    seen = set()
+    for fold in folds:
+        names = {groups[i] for i in fold}
+        assert not names & seen
+        seen |= names
+    assert sorted(np.concatenate(folds)) == list(range(len(groups)))
+
+
+def test_leave_sources_out_reports_every_source(trained):
+    table, _, _, _ = trained
+    sub = table.subset([i for i, s in enumerate(table.samples) if s.source in
+                        {"pydicom-data", "nilearn-mni152", "idrid-codras", "charts-sklearn-data", "tango-icons",
+                         "tuxpaint-stamps"}])
+    report = leave_sources_out(sub, seed=1, progress=False)
+    assert set(report["per_source"]) == {s.source for s in sub.samples}
+    assert 0.0 <= report["balanced_accuracy"] <= 1.0
+    assert len(report["probabilities"]) == len(sub.samples)
+    assert all(0.0 <= p <= 1.0 for p in report["probabilities"])
