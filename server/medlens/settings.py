@@ -78,6 +78,11 @@ class Settings:
     max_page_images: int = _doc("Most images classified from one web page.", 200)
     cache_entries: int = _doc("Results kept in the URL / content-hash result cache.", 4096)
     thumbnail_side: int = _doc("Longest side of PDF image thumbnails, in pixels.", 160)
+    # batch (`medlens batch`)
+    batch_workers: int = _doc("`medlens batch`: loading threads (local engine) or classifier actors (Ray engine).", 2)
+    batch_cpus_per_worker: float = _doc("`medlens batch --engine ray`: CPUs each classifier actor reserves (and its torch threads).", 1.0)
+    batch_gpus_per_worker: float = _doc("`medlens batch --engine ray`: GPUs each classifier actor reserves; 0 = CPU only.", 0.0)
+    batch_sources_per_part: int = _doc("`medlens batch`: sources loaded per task; each Parquet part holds at most this many.", 64)
     # paths
     config_dir: str = _doc("Folder for the token file and config.toml; empty = per-user default.", "")
     cache_dir: str = _doc("Folder for the training feature cache; empty = per-user default.", "")

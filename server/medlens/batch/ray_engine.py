@@ -1,0 +1,105 @@
+"""The Ray Data engine: the same per-batch work as the local engine, scheduled by Ray Data.
+
+    sources (from_items) -> map_batches(load_batch)        stateless tasks: read/fetch, decode, PDF expansion
+                         -> map_batches(ClassifierActor)   actor pool: model loaded once per actor
+                         -> iter_batches on the driver     -> atomic Parquet parts (output.PartWriter)
+
+Streaming execution bounds memory by what is in flight, not by the corpus. Parts are written by
+the driver, so the output folder only has to exist where `medlens batch` runs (on a cluster the
+workers need MedLens installed, not the folder). Ray is imported only here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from medlens.batch.output import PartWriter, work_schema
+from medlens.batch.work import classify_rows, load_sources, model_name
+from medlens.errors import MedLensError
+from medlens.settings import Settings
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise MedLensError(
+            "missing_dependency",
+            f"--engine ray needs Ray Data: pip install 'medlens[scale]' (or use --engine local) ({exc})",
+        ) from exc
+    return ray
+
+
+def load_batch(batch: Any, settings: Settings) -> Any:
+    """Ray task: a pyarrow batch of sources -> a pyarrow table of image rows (PDFs expanded)."""
+    import pyarrow as pa
+
+    rows = load_sources(batch.column("source").to_pylist(), settings)
+    return pa.Table.from_pylist(rows, schema=work_schema())
+
+
+class ClassifierActor:
+    """Ray actor: loads the Classifier once, classifies batches of image rows."""
+
+    def __init__(self, settings: Settings, batch_size: int, threshold: float | None) -> None:
+        import ray
+
+        from medlens.model.classifier import Classifier
+
+        self.classifier = Classifier.from_settings(settings)
+        self.name = model_name(self.classifier)
+        self.batch_size = batch_size
+        self.threshold = threshold
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        rows = classify_rows(self.classifier, batch.to_pylist(), batch_size=self.batch_size, threshold=self.threshold)
+        for row in rows:
+            row["model"] = self.name
+            row["node"] = self.node
+        return pa.Table.from_pylist(rows, schema=work_schema())
+
+
+def run_ray(
+    sources: list[str], settings: Settings, writer: PartWriter, opts: Any, on_done: Callable[[int], Any]
+) -> dict[str, Any]:
+    ray = require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=opts.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # `medlens batch` shows its own bar, in sources
+        gpus = float(opts.gpus_per_worker or 0)
+        actor_settings = settings.replace(
+            device="cuda" if gpus > 0 else settings.device,
+            torch_threads=settings.torch_threads or max(1, int(opts.cpus_per_worker)),
+        )
+        per_part = max(1, opts.sources_per_part)
+        ds = ray.data.from_items(
+            [{"source": s} for s in sources], override_num_blocks=max(1, math.ceil(len(sources) / per_part))
+        )
+        ds = ds.map_batches(
+            load_batch, fn_kwargs={"settings": settings}, batch_size=per_part, batch_format="pyarrow",
+            num_cpus=opts.load_cpus,
+        )
+        ds = ds.map_batches(
+            ClassifierActor,
+            fn_constructor_kwargs={"settings": actor_settings, "batch_size": opts.batch_size, "threshold": opts.threshold},
+            batch_size=opts.batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=max(1, opts.workers)),
+            num_cpus=opts.cpus_per_worker, num_gpus=gpus,
+        )
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            on_done(writer.add(block.to_pylist()))
+        resources = ray.cluster_resources()
+    finally:
+        if started_here:
+            ray.shutdown()
+    return {"ray": {"address": opts.address or "local", "cluster_cpus": resources.get("CPU"),
+                    "cluster_gpus": resources.get("GPU", 0.0)}}
