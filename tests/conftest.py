@@ -4,4 +4,5 @@ pytest_plugins = [
     "fixtures.data",
     "fixtures.site",
     "fixtures.server",
+    "fixtures.batch",
 ]

@@ -1,0 +1,143 @@
+"""`medlens batch` without Ray: inputs, the local engine, parts and summary, the missing-Ray error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixtures.data import SHARED_DATA
+from medlens.batch.inputs import expand_inputs
+from medlens.batch.job import BatchOptions, run_batch
+from medlens.batch.output import COLUMNS, PART_GLOB, TMP_PREFIX, read_rows
+from medlens.errors import MedLensError
+from medlens.settings import Settings
+
+import pyarrow.parquet as pq  # noqa: E402  the 'scale' extra (scripts/setup.sh --dev installs it)
+
+IMAGES = SHARED_DATA / "images"
+
+
+def _some_images(n: int) -> list[Path]:
+    return sorted(IMAGES.rglob("*.jpg"))[:n]
+
+
+def test_inputs_folders_files_and_lists(tmp_path: Path) -> None:
+    tree = tmp_path / "tree" / "deeper"
+    tree.mkdir(parents=True)
+    a, b, c = _some_images(3)
+    (tree / "a.jpg").write_bytes(a.read_bytes())
+    (tmp_path / "tree" / "b.PNG").write_bytes(b.read_bytes())
+    (tree / "readme.md").write_text("not an input", encoding="utf-8")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "c.jpg").write_bytes(c.read_bytes())
+    txt = tmp_path / "lists" / "list.txt"
+    txt.write_text("# a comment\n\nc.jpg\nhttps://example.org/x.png\n../tree\nmissing.jpg\n", encoding="utf-8")
+    with open(tmp_path / "urls.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "url"])
+        writer.writerow(["1", "https://example.org/x.png"])  # a duplicate of the .txt's: kept once
+        writer.writerow(["2", "https://example.org/y.jpg"])
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"path": [str(a), None, "lists/c.jpg"]}), tmp_path / "paths.parquet")
+
+    sources = expand_inputs([str(tmp_path / "tree"), str(txt), str(tmp_path / "urls.csv"), str(tmp_path / "paths.parquet")])
+
+    assert sources == [
+        str(tmp_path / "tree" / "b.PNG"),
+        str(tree / "a.jpg"),
+        str(tmp_path / "lists" / "c.jpg"),
+        "https://example.org/x.png",
+        str(tmp_path / "lists" / "missing.jpg"),
+        "https://example.org/y.jpg",
+        str(a),
+    ]
+    with pytest.raises(MedLensError, match="no 'url' or 'path' column"):
+        (tmp_path / "bad.csv").write_text("name\nx\n", encoding="utf-8")
+        expand_inputs([str(tmp_path / "bad.csv")])
+
+
+def test_local_engine_rows_errors_and_summary(classifier, bad_inputs, test_site, tmp_path: Path) -> None:
+    good = [str(p) for p in _some_images(4)]
+    urls = {
+        "site_ok": test_site.url("images/" + str(Path(good[0]).relative_to(IMAGES))),
+        "site_truncated": test_site.url("special/truncated.jpg"),
+        "site_404": test_site.url("special/status/404"),
+        "closed_port": "http://127.0.0.1:9/x.jpg",
+    }
+    sources = good + list(bad_inputs.values()) + list(urls.values()) + [str(SHARED_DATA / "docs" / "report.pdf")]
+    settings = Settings(allow_private=True, max_batch=4)
+    out = tmp_path / "out"
+
+    summary = run_batch([], out, settings, BatchOptions(sources_per_part=5, progress=False), sources=sources, classifier=classifier)
+
+    rows = read_rows(out)
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    assert set(by_source) == set(sources)
+    code = {s: by_source[s][0]["error_code"] for s in sources}
+    assert code[bad_inputs["truncated"]] == "decode_failed"
+    assert code[bad_inputs["corrupt"]] == "decode_failed"
+    assert code[bad_inputs["unsupported"]] == "unsupported_format"
+    assert code[bad_inputs["not_an_image"]] == "not_an_image"
+    assert code[bad_inputs["encrypted"]] == "pdf_encrypted"
+    assert code[bad_inputs["missing"]] == "not_found"
+    assert code[urls["site_truncated"]] == "decode_failed"
+    assert code[urls["site_404"]] == "fetch_failed"
+    assert code[urls["closed_port"]] == "fetch_failed"
+    for source in good + [urls["site_ok"]]:
+        [row] = by_source[source]
+        assert row["status"] == "ok" and row["label"] in {"medical", "non-medical"}
+        assert 0.0 <= row["probability"] <= 1.0 and row["width"] > 0 and len(row["sha256"]) == 64
+    assert by_source[urls["site_ok"]][0]["sha256"] == by_source[good[0]][0]["sha256"]
+    report = by_source[str(SHARED_DATA / "docs" / "report.pdf")]
+    assert len(report) > 1 and all(r["status"] == "ok" and r["page"] >= 1 for r in report)
+    assert len({(r["page"], r["index"]) for r in report}) == len(report)
+    assert {r["model"] for r in rows} == {f"{classifier.info['backbone']}/{classifier.info['head_sha256']}"}
+
+    parts = sorted(out.glob(PART_GLOB))
+    assert len(parts) == summary["parts"] >= 3 and not list(out.glob(TMP_PREFIX + "*"))
+    assert pq.read_schema(parts[0]).names == COLUMNS
+    on_disk = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert on_disk == summary
+    assert summary["rows"] == len(rows) and summary["sources"] == len(sources)
+    assert summary["status"]["error"] == 9 and summary["status"]["ok"] == len(rows) - 9
+    assert summary["error_codes"]["decode_failed"] == 3 and summary["error_codes"]["fetch_failed"] == 2
+    assert sum(summary["labels"].values()) == summary["status"]["ok"]
+    assert summary["run"]["rows_per_s"] > 0
+
+    with pytest.raises(MedLensError, match="--resume"):
+        run_batch([], out, settings, BatchOptions(progress=False), sources=sources, classifier=classifier)
+    (out / (TMP_PREFIX + "part-stale.parquet")).write_bytes(b"half a part")
+    again = run_batch([], out, settings, BatchOptions(resume=True, progress=False), sources=sources, classifier=classifier)
+    assert again["run"]["sources"] == 0 and again["run"]["sources_skipped_done"] == len(sources)
+    assert again["rows"] == len(rows) and not list(out.glob(TMP_PREFIX + "*"))
+
+
+def test_ssrf_guard_applies_to_batch_urls(classifier, tmp_path: Path) -> None:
+    # Refused by the guard before any connection is attempted.
+    sources = ["http://10.0.0.1/x.jpg", "http://127.0.0.1:9/y.jpg", "file:///etc/passwd"]
+    run_batch([], tmp_path / "o", Settings(), BatchOptions(progress=False), sources=sources, classifier=classifier)
+    codes = {r["source"]: r["error_code"] for r in read_rows(tmp_path / "o")}
+    assert codes == {sources[0]: "address_not_allowed", sources[1]: "address_not_allowed", sources[2]: "scheme_not_allowed"}
+
+
+def test_ray_engine_without_ray_names_the_extra(tmp_path: Path) -> None:
+    image = str(_some_images(1)[0])
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # what a machine without the extra looks like to Python
+        "from medlens.cli import main\n"
+        f"sys.exit(main(['batch', {image!r}, '--out', {str(tmp_path / 'o')!r}, '--engine', 'ray', '--no-progress']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MEDLENS_CONFIG_DIR": str(tmp_path)})
+    assert proc.returncode == 1, proc.stderr
+    assert "missing_dependency" in proc.stderr and "pip install 'medlens[scale]'" in proc.stderr
+    assert not (tmp_path / "o").exists()  # failed before doing any work

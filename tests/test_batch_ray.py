@@ -1,0 +1,130 @@
+"""`medlens batch --engine ray` on real Ray (a two-node Cluster on this machine), the real model
+and real files: same rows as the local engine, spread over nodes, kill + --resume, bad inputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.batch import assert_same_rows
+from fixtures.data import SHARED_DATA
+from medlens.batch.job import BatchOptions, run_batch
+from medlens.batch.output import PART_GLOB, TMP_PREFIX, read_rows
+from medlens.settings import Settings
+
+import ray  # noqa: E402,F401  the 'scale' extra; scripts/setup.sh --dev installs it, so a missing Ray fails here
+
+# One node has 1 CPU: an actor reserving 0.75 leaves room for loading tasks, and two actors can
+# only fit on two different nodes.
+RAY = dict(engine="ray", cpus_per_worker=0.75, load_cpus=0.25, progress=False)
+
+
+def ray_options(**changes: Any) -> BatchOptions:
+    return BatchOptions(**{**RAY, **changes})
+
+
+@pytest.fixture(scope="module")
+def local_rows(batch_corpus: list[str], classifier, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    out = tmp_path_factory.mktemp("local")
+    run_batch([], out, Settings(), BatchOptions(progress=False, sources_per_part=32), sources=batch_corpus,
+              classifier=classifier)
+    return read_rows(out)
+
+
+def test_ray_rows_equal_local_rows(ray_cluster, batch_corpus, local_rows, classifier, tmp_path: Path) -> None:
+    summary = run_batch([], tmp_path / "ray", Settings(), ray_options(workers=1, sources_per_part=32), sources=batch_corpus)
+
+    rows = read_rows(tmp_path / "ray")
+    assert_same_rows(local_rows, rows, classifier.threshold)
+    assert len(rows) > len(batch_corpus)  # PDFs expanded into their images
+    assert {r["source"] for r in rows} == set(batch_corpus)
+    assert summary["run"]["engine"] == "ray" and summary["rows"] == len(rows)
+    assert summary["status"].get("ok", 0) > 200
+
+
+def test_two_node_cluster_spreads_the_job(ray_cluster, batch_corpus, local_rows, classifier, tmp_path: Path) -> None:
+    import ray
+
+    sources = batch_corpus[:60]
+    summary = run_batch([], tmp_path / "o", Settings(), ray_options(workers=2, sources_per_part=6, batch_size=2), sources=sources)
+
+    alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(alive) == 2
+    nodes = summary["run"]["nodes"]
+    assert set(nodes) == alive, "the classifier actors did not run on both nodes"
+    assert all(count > 0 for count in nodes.values())
+    wanted = set(sources)
+    assert_same_rows([r for r in local_rows if r["source"] in wanted], read_rows(tmp_path / "o"), classifier.threshold)
+
+
+def test_bad_inputs_become_error_rows(ray_cluster, bad_inputs, test_site, classifier, tmp_path: Path) -> None:
+    sources = list(bad_inputs.values()) + [
+        test_site.url("special/truncated.jpg"),
+        test_site.url("special/status/404"),
+        "http://127.0.0.1:9/unreachable.jpg",  # a closed loopback port: connection refused
+        str(SHARED_DATA / "docs" / "malformed.pdf"),
+        str(next((SHARED_DATA / "images").rglob("*.jpg"))),
+    ]
+    settings = Settings(allow_private=True)
+    summary = run_batch([], tmp_path / "ray", settings, ray_options(workers=1, sources_per_part=3), sources=sources)
+    run_batch([], tmp_path / "local", settings, BatchOptions(progress=False, sources_per_part=3), sources=sources,
+              classifier=classifier)
+
+    rows = read_rows(tmp_path / "ray")
+    assert_same_rows(read_rows(tmp_path / "local"), rows, classifier.threshold)
+    codes = {r["source"]: r["error_code"] for r in rows}
+    assert codes[bad_inputs["encrypted"]] == "pdf_encrypted"
+    assert codes[bad_inputs["truncated"]] == codes[bad_inputs["corrupt"]] == codes[sources[6]] == "decode_failed"
+    assert codes[bad_inputs["unsupported"]] == "unsupported_format"
+    assert codes[bad_inputs["missing"]] == "not_found"
+    assert codes[sources[7]] == codes[sources[8]] == "fetch_failed"
+    assert summary["sources"] == len(sources) and summary["status"]["ok"] >= 1
+    assert summary["status"]["error"] >= 9
+
+
+def test_killed_run_then_resume_has_every_source_once(ray_cluster, classifier, tmp_path: Path) -> None:
+    images = sorted(str(p) for p in (SHARED_DATA / "images").rglob("*.jpg"))[:90]
+    sources = images + [str(SHARED_DATA / "docs" / "report.pdf"), str(SHARED_DATA / "docs" / "many-images.pdf")]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(sources) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medlens.cli", "batch", str(listing), "--out", str(out), "--engine", "ray",
+           "--address", ray_cluster.address, "--workers", "1", "--cpus-per-worker", "0.75",
+           "--sources-per-part", "4", "--batch-size", "4", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "MEDLENS_CONFIG_DIR": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(PART_GLOB)) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    before = read_rows(out)  # every part left behind is complete and readable
+    done_before = {r["source"] for r in before}
+    assert 0 < len(done_before) < len(sources)
+
+    summary = run_batch([str(listing)], out, Settings(), ray_options(workers=1, sources_per_part=8, resume=True))
+
+    rows = read_rows(out)
+    assert summary["run"]["sources_skipped_done"] == len(done_before)
+    assert summary["run"]["sources"] == len(sources) - len(done_before)
+    assert {r["source"] for r in rows} == set(sources)
+    keys = [(r["source"], r["page"], r["index"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a source was written twice"
+    assert all(sum(1 for r in rows if r["source"] == s) == 1 for s in images)
+    pdf_rows = [r for r in rows if r["source"].endswith("many-images.pdf")]
+    assert len(pdf_rows) > 1 and len({r["page"] for r in pdf_rows}) >= 1
+    assert not list(out.glob(TMP_PREFIX + "*"))
+    assert summary["sources"] == len(sources) and summary["rows"] == len(rows)
