@@ -89,7 +89,7 @@ def test_resnet50_code_path_with_a_random_state_dict(tmp_path: Path):
     path = tmp_path / "random-resnet50.pth"
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
-    extractor = load_backbone("resnet50", weights_path=path, device="cpu")
+    extractor = load_backbone("resnet50", weights_path=path, device="cpu", runtime="torch")
     feats = extractor.features([Image.open(image("medical/xray/pydicom-data_RG1_J2KI.jpg"))])
     assert feats.shape == (1, 2048)
     assert np.isfinite(feats).all()
@@ -131,3 +131,19 @@ def test_cpu_and_cuda_features_agree():
     cpu = load_backbone(device="cpu").features([img])
     gpu = load_backbone(device="cuda").features([img])
     np.testing.assert_allclose(cpu, gpu, rtol=1e-3, atol=1e-3)
+
+
+def test_onnx_runtime_matches_torch(mobilenet, tmp_path: Path):
+    assert mobilenet.runtime == "onnx"
+    eager = load_backbone("mobilenet_v2", device="cpu", runtime="torch")
+    imgs = [Image.open(image("medical/xray/pydicom-data_RG1_J2KI.jpg")),
+            Image.open(image("non-medical/photo/skimage-data_astronaut.jpg"))]
+    np.testing.assert_allclose(mobilenet.features(imgs), eager.features(imgs), rtol=1e-4, atol=1e-4)
+    fresh = load_backbone("mobilenet_v2", device="cpu", runtime="onnx", onnx_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.onnx"))) == 1
+    np.testing.assert_allclose(fresh.features(imgs), mobilenet.features(imgs), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_runtime_is_refused():
+    with pytest.raises(ModelError):
+        load_backbone("mobilenet_v2", device="cpu", runtime="tensorrt")

@@ -50,6 +50,7 @@ class Settings:
     backbone: str = _doc("Backbone name in the registry; must match the head in model_dir.", "mobilenet_v2")
     model_dir: str = _doc("Folder with the head and model card; empty = the shipped model.", "")
     weights_path: str = _doc("Explicit backbone weight file; empty = find it from the registry.", "")
+    runtime: str = _doc("CPU inference engine: auto (ONNX Runtime when installed, else torch), onnx or torch.", "auto")
     torch_threads: int = _doc("CPU threads for the backbone; 0 = torch's default.", 0)
     # batching
     max_batch: int = _doc("Most images the model sees in one forward pass.", 16)

@@ -54,7 +54,7 @@ def _leave_sources_out(args: argparse.Namespace, settings: Any, samples: list, p
     from medlens.model.backbones import load_backbone
     from medlens.model.train import DEFAULT_VIEWS, extract_features, leave_sources_out
 
-    extractor = load_backbone(settings.backbone, settings.weights_path or None, settings.device)
+    extractor = load_backbone(settings.backbone, settings.weights_path or None, settings.device, runtime=settings.runtime)
     table = extract_features(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed,
                              cache_dir=settings.cache_path, progress=progress)
     report = leave_sources_out(table, seed=args.seed, progress=progress)

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args, backbone=args.backbone, weights_path=args.weights)
     samples = load_dataset(args.data)
-    extractor = load_backbone(settings.backbone, settings.weights_path or None, settings.device)
+    extractor = load_backbone(settings.backbone, settings.weights_path or None, settings.device, runtime=settings.runtime)
     progress = sys.stderr.isatty()
     table = extract_features(
         samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed,

@@ -186,11 +186,12 @@ class Classifier:
         device: str = "auto",
         weights_path: str | Path | None = None,
         backbone: str | None = None,
+        runtime: str = "auto",
     ) -> "Classifier":
         directory = Path(model_dir) if model_dir else SHIPPED_MODEL_DIR
         head = Head.load(directory)
         name = backbone or head.card.get("backbone", {}).get("name", "mobilenet_v2")
-        extractor = load_backbone(name, weights_path=weights_path or None, device=device)
+        extractor = load_backbone(name, weights_path=weights_path or None, device=device, runtime=runtime)
         return cls(extractor, head)
 
     @classmethod
@@ -204,6 +205,7 @@ class Classifier:
             device=settings.device,
             weights_path=settings.weights_path or None,
             backbone=settings.backbone,
+            runtime=getattr(settings, "runtime", "auto"),
         )
 
     @property
@@ -217,6 +219,7 @@ class Classifier:
             "head_sha256": self.head.sha256,
             "threshold": self.head.threshold,
             "device": self.extractor.device.type,
+            "runtime": self.extractor.runtime,
             "modalities": list(self.head.modality_classes),
         }
 
