@@ -28,7 +28,9 @@ class BatchOptions:
     workers: int | None = None        # local: loading threads; ray: classifier actors (default settings.batch_workers)
     cpus_per_worker: float | None = None   # ray: CPUs each classifier actor reserves
     gpus_per_worker: float | None = None   # ray: GPUs each classifier actor reserves (0: CPU)
-    load_cpus: float = 1.0            # ray: CPUs each fetch/decode task reserves
+    # ray: CPUs each fetch/decode task reserves. Not the actors' figure, else Ray Data fuses the
+    # loading into the actors and a slow download stalls a model.
+    load_cpus: float = 0.5
     sources_per_part: int | None = None    # sources per loading batch, so per Parquet part at most
     threshold: float | None = None
     resume: bool = False

@@ -70,7 +70,9 @@ def run_ray(
     ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=opts.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # No --address: a new Ray instance on this machine ("local"), never whichever cluster
+        # ray.init would find on its own (another user's, or a test's, on a shared machine).
+        ray.init(address=opts.address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         import ray.data
 
