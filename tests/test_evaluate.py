@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from fixtures.data import DataItem
+from fixtures.data import DataItem, write_subset_manifest
 from medlens.cli import main
 
 SOURCES = ["pydicom-data", "nilearn-mni152", "idrid-codras", "charts-sklearn-data", "tango-icons", "tuxpaint-stamps"]
@@ -18,16 +16,7 @@ SOURCES = ["pydicom-data", "nilearn-mni152", "idrid-codras", "charts-sklearn-dat
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, data_items: list[DataItem]) -> Path:
-    root = tmp_path_factory.mktemp("eval-data")
-    taken: Counter = Counter()
-    with open(root / "manifest.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "modality", "source"])
-        for item in data_items:
-            if item.source in SOURCES and taken[item.source] < 5:
-                taken[item.source] += 1
-                writer.writerow([item.path, item.label, item.modality, item.source])
-    return root
+    return write_subset_manifest(tmp_path_factory.mktemp("eval-data"), data_items, SOURCES, 5)
 
 
 def test_evaluate_prints_table_and_writes_report_and_plots(data_dir: Path, tmp_path: Path, capsys):

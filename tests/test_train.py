@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures.data import DataItem
+from fixtures.data import DataItem, write_subset_manifest
 from medlens.model.backbones import load_backbone
 from medlens.model.classifier import Classifier, Head
 from medlens.model.dataset import Sample, load_dataset
@@ -33,16 +32,7 @@ def small_data(tmp_path_factory, data_items: list[DataItem]) -> Path:
         "charts-sklearn-data", "tango-icons", "tuxpaint-stamps", "face-recognition-portraits",
         "debian-htmldocs-screens", "gimp-patterns",
     ]
-    root = tmp_path_factory.mktemp("small-data")
-    taken: Counter = Counter()
-    with open(root / "manifest.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "modality", "source"])
-        for item in data_items:
-            if item.source in wanted and taken[item.source] < PER_SOURCE:
-                taken[item.source] += 1
-                writer.writerow([item.path, item.label, item.modality, item.source])
-    return root
+    return write_subset_manifest(tmp_path_factory.mktemp("small-data"), data_items, wanted, PER_SOURCE)
 
 
 @pytest.fixture(scope="module")
