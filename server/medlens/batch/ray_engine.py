@@ -11,6 +11,7 @@ workers need MedLens installed, not the folder). Ray is imported only here.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable
 
@@ -18,6 +19,8 @@ from medlens.batch.output import PartWriter, work_schema
 from medlens.batch.work import classify_rows, load_sources, model_name
 from medlens.errors import MedLensError
 from medlens.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def require_ray() -> Any:
@@ -64,6 +67,21 @@ class ClassifierActor:
         return pa.Table.from_pylist(rows, schema=work_schema())
 
 
+def fit_workers(cluster_cpus: float, opts: Any) -> int:
+    """Actors that fit beside at least one loading task; with none left loading, the job would hang."""
+    room = cluster_cpus - float(opts.load_cpus)
+    fit = int(room // float(opts.cpus_per_worker)) if opts.cpus_per_worker > 0 else opts.workers
+    if fit < 1:
+        raise MedLensError(
+            "invalid_request",
+            f"the Ray cluster has {cluster_cpus:g} CPUs: not enough for one classifier actor "
+            f"({opts.cpus_per_worker:g} CPU) beside a loading task ({opts.load_cpus:g} CPU); lower --cpus-per-worker",
+        )
+    if fit < opts.workers:
+        log.warning("only %d of %d classifier actors fit on %g CPUs beside the loading tasks", fit, opts.workers, cluster_cpus)
+    return min(fit, max(1, opts.workers))
+
+
 def run_ray(
     sources: list[str], settings: Settings, writer: PartWriter, opts: Any, on_done: Callable[[int], Any]
 ) -> dict[str, Any]:
@@ -83,6 +101,7 @@ def run_ray(
             device="cuda" if gpus > 0 else settings.device,
             torch_threads=settings.torch_threads or max(1, int(opts.cpus_per_worker)),
         )
+        workers = fit_workers(ray.cluster_resources().get("CPU", 0.0), opts)
         per_part = max(1, opts.sources_per_part)
         ds = ray.data.from_items(
             [{"source": s} for s in sources], override_num_blocks=max(1, math.ceil(len(sources) / per_part))
@@ -94,7 +113,7 @@ def run_ray(
         ds = ds.map_batches(
             ClassifierActor,
             fn_constructor_kwargs={"settings": actor_settings, "batch_size": opts.batch_size, "threshold": opts.threshold},
-            batch_size=opts.batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=max(1, opts.workers)),
+            batch_size=opts.batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=opts.cpus_per_worker, num_gpus=gpus,
         )
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -103,5 +122,5 @@ def run_ray(
     finally:
         if started_here:
             ray.shutdown()
-    return {"ray": {"address": opts.address or "local", "cluster_cpus": resources.get("CPU"),
+    return {"workers": workers, "ray": {"address": opts.address or "local", "cluster_cpus": resources.get("CPU"),
                     "cluster_gpus": resources.get("GPU", 0.0)}}
