@@ -172,7 +172,9 @@ def server(classifier, tmp_path_factory) -> MedLensServer:
 
 # ---------------------------------------------------------------- Chromium with the extension
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, and the async tests outside tests/e2e need that thread's loop free.
+@pytest.fixture(scope="package")
 def pw():
     from playwright.sync_api import sync_playwright
 
@@ -180,7 +182,7 @@ def pw():
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def context(pw, ext_dir):
     profile = tempfile.mkdtemp(prefix="medlens-chromium-")
     ctx = pw.chromium.launch_persistent_context(
@@ -192,7 +194,7 @@ def context(pw, ext_dir):
     shutil.rmtree(profile, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sw(context):
     """The extension's service worker (Playwright Worker)."""
     workers = [w for w in context.service_workers if w.url.startswith("chrome-extension://")]
@@ -200,7 +202,7 @@ def sw(context):
         "serviceworker", predicate=lambda w: w.url.startswith("chrome-extension://"), timeout=20_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ext_id(sw) -> str:
     return sw.url.split("/")[2]
 
