@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from fixtures.data import SHARED_DATA, image
+from fixtures.server import TableResolver
 from fixtures.site import HUGE_BYTES, SAMPLE_JPEG, TestSite
 from medlens.errors import MedLensError
 from medlens.ingest.fetch import (
@@ -45,31 +45,7 @@ ALLOWED = ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700::1111", "2001:4860:
 # ---------------------------------------------------------------- helpers
 
 
-class MapResolver(AbstractResolver):
-    """Answers from a dict, never from DNS; unknown names fail like NXDOMAIN."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.asked: list[str] = []
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        self.asked.append(host)
-        if host not in self.table:
-            raise OSError(f"{host}: name not known")
-        return [
-            {
-                "hostname": host,
-                "host": ip,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in ip else socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-            for ip in self.table[host]
-        ]
-
-    async def close(self) -> None:
-        pass
+MapResolver = TableResolver  # answers from a dict, never from DNS
 
 
 def _is_loopback(host: Any) -> bool:
