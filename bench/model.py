@@ -93,7 +93,7 @@ def main() -> int:
         with torch.inference_mode():
             return cl(x.contiguous(memory_format=torch.channels_last))
 
-    variants["eager channels_last (shipped)"] = eager_cl
+    variants["eager channels_last (runtime=torch)"] = eager_cl
     with torch.inference_mode():
         traced = torch.jit.freeze(torch.jit.trace(cl, torch.randn(8, 3, 224, 224).contiguous(memory_format=torch.channels_last)))
 
@@ -131,7 +131,7 @@ def main() -> int:
                 sessions[threads] = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
             return sessions[threads]
 
-        variants["onnxruntime"] = lambda x: ort_session().run(None, {"x": x.numpy()})
+        variants["onnxruntime (shipped on CPU)"] = lambda x: ort_session().run(None, {"x": x.numpy()})
         session = ort_session()
         x = torch.randn(4, 3, 224, 224)
         diff = float(np.abs(session.run(None, {"x": x.numpy()})[0] - eager_nchw(x).numpy()).max())
