@@ -25,25 +25,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "server")]
 
 from e2e.conftest import CHROMIUM, MedLensServer, chromium_args  # noqa: E402
 from e2e.site import Site  # noqa: E402
-from fixtures.data import SHARED_DATA, manifest_items  # noqa: E402
-
-
-def pick_images(n: int) -> list[str]:
-    """n real images (both labels, many sources), at least 64 px on each side."""
-    from PIL import Image
-
-    items = manifest_items()
-    med = [i for i in items if i.label == "medical"]
-    non = [i for i in items if i.label != "medical"]
-    chosen: list[str] = []
-    for a, b in zip(med, non):
-        for it in (a, b):
-            with Image.open(it.path) as im:
-                if min(im.size) >= 64:
-                    chosen.append(str(it.path.relative_to(SHARED_DATA / "images")))
-        if len(chosen) >= n:
-            break
-    return chosen[:n]
+from fixtures.data import SHARED_DATA, pick_real_images  # noqa: E402
 
 
 def server_direct(server: MedLensServer, urls: list[str]) -> float:
@@ -69,7 +51,7 @@ def main() -> None:
     from medlens.model.classifier import Classifier
     from medlens.settings import Settings
 
-    rels = pick_images(args.images)
+    rels = pick_real_images(args.images)
     work = Path(tempfile.mkdtemp(prefix="medlens-bench-"))
     ext = work / "ext"
     ext.mkdir()

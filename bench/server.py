@@ -41,26 +41,12 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "server")]
 import aiohttp  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fixtures.data import SHARED_DATA, manifest_items  # noqa: E402
+from fixtures.data import SHARED_DATA, pick_real_images  # noqa: E402
 from fixtures.site import TestSite  # noqa: E402
 from medlens.ingest.decode import decode_image  # noqa: E402
 from medlens.ingest.pdf import extract_pdf_images_limited  # noqa: E402
 from medlens.model.classifier import Classifier  # noqa: E402
 from medlens.settings import Settings  # noqa: E402
-
-
-def pick_images(n: int) -> list[str]:
-    """n distinct real images, alternating labels, at least 64 px on a side."""
-    items = manifest_items()
-    med = [i for i in items if i.label == "medical"]
-    non = [i for i in items if i.label != "medical"]
-    chosen: list[str] = []
-    for pair in zip(med, non):
-        for it in pair:
-            with Image.open(it.path) as im:
-                if min(im.size) >= 64:
-                    chosen.append(str(it.path.relative_to(SHARED_DATA / "images")))
-    return chosen[:n]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -213,7 +199,7 @@ async def run(args: argparse.Namespace) -> None:
     import socket
 
     settings = Settings(device=args.device)
-    rels = pick_images(args.images)
+    rels = pick_real_images(args.images)
     site = TestSite()
     site.start()
     with socket.socket() as s:
