@@ -8,6 +8,7 @@ slices of one volume) are near-duplicates, so every split keeps a source on one 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import time
 from collections import Counter, defaultdict
@@ -26,7 +27,7 @@ from medlens.model.backbones import FeatureExtractor
 from medlens.model.classifier import Head, head_input_size, image_features
 from medlens.model.image_stats import STATS_VERSION
 from medlens.model.dataset import Sample
-from medlens.model.metrics import binary_report, choose_threshold
+from medlens.model.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,6 @@ class FeatureCache:
 
 
 def open_training_image(data: bytes, target_side: int = 256) -> Image.Image:
-    import io
-
     img = Image.open(io.BytesIO(data))
     if img.format == "JPEG":
         img.draft("RGB", (target_side, target_side))
@@ -383,8 +382,6 @@ def leave_sources_out(table: FeatureTable, seed: int = 0, progress: bool = True)
             "modalities": dict(Counter(table.samples[i].modality for i in test)),
         }
     y = table.y
-    from medlens.model.metrics import balanced_accuracy, roc_auc
-
     return {
         "scheme": "leave one source out; threshold from 3 source-grouped folds of the remaining sources",
         "n": int(len(y)),
