@@ -231,6 +231,17 @@ def out_of_fold(
     return proba
 
 
+def grouped_threshold(
+    table: FeatureTable, weights: np.ndarray, folds: Sequence[np.ndarray], seed: int = 0,
+    on_fold: Callable[[int], None] | None = None,
+) -> tuple[float, np.ndarray]:
+    """Decision threshold chosen on out-of-fold probabilities (0.5 if no fold could be fitted), and those probabilities."""
+    oof = out_of_fold(table, weights, folds, seed, on_fold=on_fold)
+    valid = ~np.isnan(oof)
+    threshold = choose_threshold(table.y[valid], oof[valid]) if valid.any() else 0.5
+    return threshold, oof
+
+
 def fit_modality(table: FeatureTable, seed: int = 0) -> tuple[xgb.Booster, list[str]] | None:
     """Modality head on medical images; modalities with too few images are named "other"."""
     med = [i for i, s in enumerate(table.samples) if s.y == 1]
@@ -288,10 +299,9 @@ def train(
     weights = sample_weights(samples)
     folds = grouped_folds([s.source for s in samples], n_folds, seed)
     bar = tqdm(total=len(folds), desc="validation folds", disable=not progress, leave=False)
-    oof = out_of_fold(table, weights, folds, seed, on_fold=lambda _: bar.update())
+    threshold, oof = grouped_threshold(table, weights, folds, seed, on_fold=lambda _: bar.update())
     bar.close()
     valid = ~np.isnan(oof)
-    threshold = choose_threshold(table.y[valid], oof[valid]) if valid.any() else 0.5
     validation = binary_report(
         table.y[valid], oof[valid], threshold,
         [s.source for s, ok in zip(samples, valid) if ok],
@@ -364,9 +374,7 @@ def leave_sources_out(table: FeatureTable, seed: int = 0, progress: bool = True)
         train_tab = table.subset(np.setdiff1d(all_idx, test))
         w = sample_weights(train_tab.samples)
         inner = grouped_folds([s.source for s in train_tab.samples], 3, seed)
-        inner_oof = out_of_fold(train_tab, w, inner, seed)
-        ok = ~np.isnan(inner_oof)
-        cut = choose_threshold(train_tab.y[ok], inner_oof[ok])
+        cut, _ = grouped_threshold(train_tab, w, inner, seed)
         booster = fit_binary(train_tab, w, seed)
         p = booster.inplace_predict(table.features[test, 0])
         proba[test] = p
