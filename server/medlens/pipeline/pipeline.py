@@ -26,9 +26,9 @@ from medlens.ingest.decode import decode_image
 from medlens.ingest.fetch import Fetcher, check_url, decode_data_url
 from medlens.ingest.page import fetch_page
 from medlens.ingest.pdf import PdfImage, extract_pdf_images_limited
-from medlens.serve.batcher import MicroBatcher
-from medlens.serve.cache import LRUCache, SingleFlight
-from medlens.serve.results import Outcome, jpeg_data_url, pdf_source, result
+from medlens.pipeline.batcher import MicroBatcher
+from medlens.pipeline.cache import LRUCache, SingleFlight
+from medlens.pipeline.results import Outcome, jpeg_data_url, pdf_source, result
 from medlens.settings import Settings
 
 log = logging.getLogger(__name__)
