@@ -30,7 +30,7 @@ from fixtures.data import manifest_items  # noqa: E402
 from medlens.batch.job import BatchOptions, run_batch  # noqa: E402
 from medlens.ingest.decode import decode_image  # noqa: E402
 from medlens.model.classifier import Classifier  # noqa: E402
-from medlens.serve.pipeline import MODEL_SIDE  # noqa: E402
+from medlens.pipeline.pipeline import MODEL_SIDE  # noqa: E402
 from medlens.settings import Settings  # noqa: E402
 
 OBJECT_STORE = 300 * 1024 * 1024

@@ -18,7 +18,7 @@ from fixtures.data import image
 from medlens.errors import MedLensError
 from medlens.ingest.decode import decode_image
 from medlens.model.classifier import Classifier, Prediction
-from medlens.serve.batcher import MicroBatcher, QueueFull
+from medlens.pipeline.batcher import MicroBatcher, QueueFull
 from medlens.settings import Settings
 
 

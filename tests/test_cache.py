@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from medlens.serve.cache import LRUCache, SingleFlight
+from medlens.pipeline.cache import LRUCache, SingleFlight
 
 
 def test_lru_evicts_the_least_recently_used() -> None:

@@ -22,8 +22,8 @@ from medlens.ingest.decode import decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher
 from medlens.ingest.pdf import extract_pdf_images_limited
 from medlens.model.classifier import Classifier
-from medlens.serve.pipeline import MODEL_SIDE, shrink_for_model
-from medlens.serve.results import SKIP_CODES
+from medlens.pipeline.pipeline import MODEL_SIDE, shrink_for_model
+from medlens.pipeline.results import SKIP_CODES
 from medlens.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from medlens.errors import MedLensError
 from medlens.ingest.decode import sniff_format
 from medlens.ingest.fetch import Fetcher
 from medlens.model.classifier import Classifier
-from medlens.serve.batcher import MicroBatcher
-from medlens.serve.pipeline import Pipeline
-from medlens.serve.results import error_result
+from medlens.pipeline.batcher import MicroBatcher
+from medlens.pipeline.pipeline import Pipeline
+from medlens.pipeline.results import error_result
 from medlens.settings import Settings
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})

@@ -15,9 +15,9 @@ from aiohttp import web
 from medlens.ingest.fetch import Fetcher
 from medlens.model.classifier import Classifier
 from medlens.serve import keys
-from medlens.serve.batcher import MicroBatcher
+from medlens.pipeline.batcher import MicroBatcher
 from medlens.serve.middlewares import MIDDLEWARES
-from medlens.serve.pipeline import Pipeline
+from medlens.pipeline.pipeline import Pipeline
 from medlens.serve.routes import routes
 from medlens.serve.security import load_or_create_token
 from medlens.settings import Settings

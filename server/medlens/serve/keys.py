@@ -7,8 +7,8 @@ from aiohttp import web
 
 from medlens.ingest.fetch import Fetcher
 from medlens.model.classifier import Classifier
-from medlens.serve.batcher import MicroBatcher
-from medlens.serve.pipeline import Pipeline
+from medlens.pipeline.batcher import MicroBatcher
+from medlens.pipeline.pipeline import Pipeline
 from medlens.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)

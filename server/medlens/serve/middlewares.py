@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 
 from medlens.errors import MedLensError
 from medlens.serve import keys
-from medlens.serve.batcher import QueueFull
+from medlens.pipeline.batcher import QueueFull
 from medlens.serve.security import bearer_token, host_allowed, is_extension_origin, origin_allowed, token_matches
 
 log = logging.getLogger(__name__)

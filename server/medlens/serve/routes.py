@@ -17,8 +17,8 @@ from aiohttp import BodyPartReader, web
 from medlens import API_VERSION, __version__
 from medlens.errors import MedLensError
 from medlens.serve import keys
-from medlens.serve.pipeline import Pipeline
-from medlens.serve.results import error_result, upload_source
+from medlens.pipeline.pipeline import Pipeline
+from medlens.pipeline.results import error_result, upload_source
 from medlens.serve.security import bearer_token, token_matches
 from medlens.settings import Settings
 
