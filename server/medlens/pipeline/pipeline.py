@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
-from PIL import Image
-
 from medlens.errors import MedLensError
 from medlens.ingest.decode import decode_image
 from medlens.ingest.fetch import Fetcher, check_url, decode_data_url
@@ -29,24 +27,15 @@ from medlens.ingest.pdf import PdfImage, extract_pdf_images_limited
 from medlens.pipeline.batcher import MicroBatcher
 from medlens.pipeline.cache import LRUCache, SingleFlight
 from medlens.pipeline.results import Outcome, jpeg_data_url, pdf_source, result
+from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
 from medlens.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# The backbones resize the shorter side to at most 256 before cropping, so decoding (or keeping)
-# more pixels than that is wasted work.
-MODEL_SIDE = 256
-
 
 def decode_threads(settings: Settings) -> int:
     return settings.decode_workers if settings.decode_workers > 0 else min(4, os.cpu_count() or 1)
-
-
-def shrink_for_model(image: Image.Image, side: int = MODEL_SIDE) -> Image.Image:
-    """Box-reduce a large image by an integer factor keeping the shorter side >= `side`."""
-    factor = min(image.size) // side
-    return image.reduce(factor) if factor >= 2 else image
 
 
 def _sha256(data: bytes) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medlens.errors import MedLensError
-from medlens.model.classifier import Prediction
+
+if TYPE_CHECKING:  # a type only: importing the model here would load it into every batch loader
+    from medlens.model.classifier import Prediction
 
 # Errors that are a verdict on the image rather than a failure: answered as status "skipped".
 SKIP_CODES: frozenset[str] = frozenset({"too_small"})
