@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_FILE = "token"
@@ -144,3 +145,67 @@ def origin_allowed(origin: str | None) -> bool:
     `Origin: null` (sandboxed iframes, file: pages, some redirects) is a web page too: refused.
     """
     return origin is None or is_extension_origin(origin)
+
+
+# ---------------------------------------------------------------- the server's own page
+
+
+PAGE_COOKIE_PREFIX = "medlens_session_"
+SAME_ORIGIN_FETCH = "same-origin"
+
+
+def page_cookie_name(port: int) -> str:
+    """Cookies are shared by every port of a host, so each server names its own by its port."""
+    return f"{PAGE_COOKIE_PREFIX}{port}"
+
+
+def new_page_secret() -> str:
+    """The page's session secret: new for every server process, so a leaked one dies with it."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def is_own_origin(origin: str | None, host: str | None) -> bool:
+    """Whether `Origin` is this server's own page: `http://` plus the (already checked) Host.
+
+    Browsers set Origin themselves and scripts cannot change it, so only a page loaded from this
+    very scheme, name and port matches; another loopback port or a rebound name does not.
+    """
+    if not origin or not host:
+        return False
+    return origin.strip().lower() == "http://" + host.strip().lower()
+
+
+def page_session_valid(
+    cookie: str | None, secret: str, *, origin: str | None, host: str | None, method: str, fetch_site: str | None
+) -> bool:
+    """The page's session: the right cookie AND proof, from headers only a browser sets, that
+    the request comes from the page itself.
+
+    A POST carries Origin in every browser, which must be the page's. A same-origin GET carries
+    no Origin, so it must say `Sec-Fetch-Site: same-origin`; a GET from another site or another
+    port of 127.0.0.1 (same-site, so it would carry a SameSite=Strict cookie) says otherwise.
+    """
+    if not token_matches(cookie, secret):
+        return False
+    if origin is not None:
+        return is_own_origin(origin, host)
+    return method in ("GET", "HEAD") and fetch_site == SAME_ORIGIN_FETCH
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who a request proved to be; the middleware decides it once, routes read it."""
+
+    extension: bool = False
+    token: bool = False
+    page: bool = False
+
+    @property
+    def identified(self) -> bool:
+        """Extension, token or page: may see the server's details (model, limits, queue)."""
+        return self.extension or self.token or self.page
+
+    @property
+    def authorized(self) -> bool:
+        """Holds a credential for the classify routes: the install token or the page's session."""
+        return self.token or self.page
