@@ -31,6 +31,8 @@ HTTP_STATUS: dict[str, int] = {
     "too_many_items": 413,
     "queue_full": 503,
     "unauthorized": 401,
+    "pairing_code_wrong": 403,
+    "pairing_code_expired": 410,
     "forbidden_origin": 403,
     "forbidden_host": 403,
     "body_too_large": 413,

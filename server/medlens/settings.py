@@ -45,6 +45,8 @@ class Settings:
     port: int = _doc("TCP port of the server.", 8377)
     token_required: bool = _doc("Require `Authorization: Bearer <token>` on classify routes.", True)
     allow_private: bool = _doc("Let the server fetch loopback/private/link-local addresses (SSRF guard off).", False)
+    pairing_ttl_s: float = _doc("Seconds a `medlens pair` code stays valid (short: it stands in for the token).", 120.0)
+    pairing_attempts: int = _doc("Tries, right or wrong, one `medlens pair` code allows before it is spent.", 5)
     # model
     device: str = _doc("Where the backbone runs: auto (CUDA when available), cpu or cuda.", "auto")
     backbone: str = _doc("Backbone name in the registry; must match the head in model_dir.", "mobilenet_v2")
