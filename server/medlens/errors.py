@@ -13,6 +13,7 @@ from dataclasses import dataclass
 HTTP_STATUS: dict[str, int] = {
     "invalid_url": 400,
     "invalid_request": 400,
+    "invalid_json": 400,
     "scheme_not_allowed": 400,
     "address_not_allowed": 400,
     "fetch_failed": 502,
@@ -38,6 +39,8 @@ HTTP_STATUS: dict[str, int] = {
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "not_found": 404,
+    "read_failed": 500,
+    "config_unwritable": 500,
     "method_not_allowed": 405,
     "model_error": 500,
     "backbone_unavailable": 500,

@@ -156,6 +156,7 @@ class Pipeline:
             "pages": extraction.pages,
             "images": len(extraction.images),
             "truncated": extraction.truncated,
+            "repaired": extraction.repaired,
             "results": list(results),
         }
 
