@@ -231,10 +231,10 @@
       }
     }
     if (refused.length) finish(newGroup("Refused before upload", refused.length), refused);
-    const jobs = [];
+    const jobs = []; // run one after another: a small server queue is not flooded by one drop
     for (const batch of imageBatches(images)) {
       const group = newGroup(`${batch.length} image${batch.length === 1 ? "" : "s"}`, batch.length);
-      jobs.push(work(`Classifying ${batch.length} image${batch.length === 1 ? "" : "s"}…`, async () => {
+      jobs.push(() => work(`Classifying ${batch.length} image${batch.length === 1 ? "" : "s"}…`, async () => {
         const thumbs = batch.map((f) => URL.createObjectURL(f));
         let results;
         try {
@@ -247,7 +247,7 @@
     }
     for (const pdf of pdfs) {
       const group = newGroup(`Reading ${pdf.name}`, 1);
-      jobs.push(work(`Reading ${pdf.name}…`, async () => {
+      jobs.push(() => work(`Reading ${pdf.name}…`, async () => {
         let items;
         try {
           const answer = await postFiles("/v1/classify/pdf", [pdf], busyNote(pdf.name));
@@ -264,7 +264,17 @@
         finish(group, items);
       }));
     }
-    await Promise.all(jobs);
+    await runInOrder(jobs);
+  }
+
+  async function runInOrder(jobs) {
+    state.busy++; // the status says "Done" only after the last job of this input
+    try {
+      for (const job of jobs) await job();
+    } finally {
+      state.busy--;
+      if (!state.busy) setStatus(summaryText());
+    }
   }
 
   /** Images split so each request respects the server's item count and body size. */
@@ -309,12 +319,15 @@
     const l = state.limits;
     const jobs = [];
     if (kind === "page") {
-      for (const url of urls) jobs.push(classifyPage(url, newGroup(`Page ${url}`, 1)));
+      for (const url of urls) {
+        const group = newGroup(`Page ${url}`, 1);
+        jobs.push(() => classifyPage(url, group));
+      }
     } else {
       for (let i = 0; i < urls.length; i += l.max_items) {
         const chunk = urls.slice(i, i + l.max_items);
         const group = newGroup(`${chunk.length} URL${chunk.length === 1 ? "" : "s"}`, chunk.length);
-        jobs.push(work(`Fetching and classifying ${chunk.length} URL${chunk.length === 1 ? "" : "s"}…`, async () => {
+        jobs.push(() => work(`Fetching and classifying ${chunk.length} URL${chunk.length === 1 ? "" : "s"}…`, async () => {
           let results;
           try {
             results = (await postJson("/v1/classify", { urls: chunk }, busyNote("the URLs"))).results;
@@ -336,7 +349,7 @@
         }));
       }
     }
-    await Promise.all(jobs);
+    await runInOrder(jobs);
   }
 
   async function scanPage(url) {
