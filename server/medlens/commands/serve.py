@@ -48,10 +48,15 @@ def run(args: argparse.Namespace) -> int:
     classifier = Classifier.from_settings(settings)
     try:
         asyncio.run(serve(settings, classifier))
-    except OSError as exc:  # the port is taken, the address is not ours
-        print(f"medlens serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+    except CannotListen as exc:
+        print(f"medlens serve: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+class CannotListen(Exception):
+    """Binding the socket failed (port taken, address not ours): only this is blamed on the socket,
+    never a failure elsewhere in start-up (writing the token has its own error)."""
 
 
 async def serve(settings: Settings, classifier: Classifier) -> None:
@@ -61,7 +66,10 @@ async def serve(settings: Settings, classifier: Classifier) -> None:
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CannotListen(exc.strerror or str(exc)) from exc
         port = runner.addresses[0][1] if runner.addresses else settings.port
         print(banner(settings, classifier, port), flush=True)
         stop = asyncio.Event()

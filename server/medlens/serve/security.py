@@ -15,6 +15,7 @@ The middleware in `middlewares.py` applies these; nothing here knows about aioht
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import re
@@ -22,6 +23,8 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from medlens.errors import MedLensError
 
 TOKEN_FILE = "token"
 TOKEN_BYTES = 32
@@ -48,7 +51,7 @@ def read_token(config_dir: str | Path) -> str | None:
     path = token_path(config_dir)
     try:
         text = path.read_text(encoding="ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return None
     return text if _TOKEN_RE.match(text) else None
 
@@ -60,10 +63,27 @@ def load_or_create_token(config_dir: str | Path) -> str:
     which fails if a token appeared meanwhile: two processes starting at once agree on one
     token, and nobody ever reads a half-written file. A file with looser permissions (copied
     around, restored from a backup) is tightened back to 0600; a garbled one is replaced.
+
+    Any failure to create the folder or write the file (read-only, full, a file where the folder
+    should be) is `config_unwritable`, naming the token file and the cause, and leaves no
+    temporary file behind.
     """
     directory = Path(config_dir)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = token_path(directory)
+    try:
+        return _load_or_create(directory, token_path(directory))
+    except OSError as exc:
+        raise MedLensError(
+            "config_unwritable",
+            f"cannot write the pairing token {token_path(directory)}: {_cause(exc, directory)}. Fix that, or choose "
+            "another config folder with --config-dir or MEDLENS_CONFIG_DIR",
+        ) from None
+
+
+def _load_or_create(directory: Path, path: Path) -> str:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:  # a file where the folder should be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory)) from None
     existing = read_token(directory)
     if existing is not None:
         _tighten(path)
@@ -83,15 +103,43 @@ def load_or_create_token(config_dir: str | Path) -> str:
         tmp.unlink(missing_ok=True)
     token = read_token(directory)
     if token is None:
-        raise OSError(f"could not write a token to {path}")
+        raise OSError(errno.EIO, "the token file reads back differently from what was written", str(path))
     return token
+
+
+_CAUSES = {
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "a folder stands where the token file should be",
+}
+
+
+def _cause(exc: OSError, directory: Path) -> str:
+    """The real reason in words, naming the file at fault when it is not the token or its temporary copy."""
+    if exc.errno == errno.ENOTDIR:
+        blocker = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), directory)
+        return f"{blocker} is a file, not a folder"
+    reason = _CAUSES.get(exc.errno or 0, exc.strerror or str(exc))
+    culprit = Path(exc.filename) if exc.filename else None
+    if culprit is not None and culprit.parent != directory:
+        reason += f" ({culprit})"
+    return reason
 
 
 def _write_private(directory: Path, token: str) -> Path:
     tmp = directory / f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(token + "\n")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave an empty file per attempt
+        raise
     return tmp
 
 
