@@ -104,6 +104,31 @@ def test_failures_are_reported_after_everything_else(capsys: pytest.CaptureFixtu
     assert [rows[1]["label"], rows[7]["label"]] == ["medical", "non-medical"]
 
 
+def test_every_file_a_folder_walk_meets_gets_a_row(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
+    """A dangling link, an SVG, a named pipe and an unreadable file each get a row with their own
+    code; before, the first three were left out silently and I/O errors were called not_found."""
+    from fixtures.site import SVG
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copy(image(XRAY), folder / "a-xray.jpg")
+    (folder / "b-dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (folder / "c-drawing.svg").write_bytes(SVG)
+    os.mkfifo(folder / "d-pipe.png")
+    (folder / "e-notes.txt").write_text("not an input")
+    code, rows = classify_json(capsys, str(folder), "/proc/self/mem")
+    assert code == 1
+    got = [(Path(r["source"]).name, r["status"], r["error"] and r["error"]["code"]) for r in rows]
+    assert got == [
+        ("a-xray.jpg", "ok", None),
+        ("b-dangling.jpg", "error", "not_found"),
+        ("c-drawing.svg", "error", "unsupported_format"),
+        ("d-pipe.png", "error", "read_failed"),
+        ("mem", "error", "read_failed"),
+    ]
+    assert str(tmp_path / "nowhere.jpg") in rows[1]["error"]["message"]
+
+
 def test_tiny_images_are_skipped_not_failed(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
     from PIL import Image
 
