@@ -129,8 +129,10 @@ function fileMessage(text) {
   m.hidden = !text;
 }
 
+/** A size for people: MB from one MiB up, else kB (a small server limit must not read "0.0 MB"). */
 function mb(n) {
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return n >= 1024 ? `${Math.round(n / 1024)} kB` : `${n} bytes`;
 }
 
 function labelOf(r) {
@@ -286,10 +288,8 @@ async function handleFiles(fileList) {
     }
   }
   $("upload-progress").hidden = true;
-  if (errors.length) {
-    fileMessage([...problems, ...errors].join(" "));
-    refreshServer();
-  }
+  fileMessage([...problems, ...errors].join(" ")); // what was left out stays said once the rest is done
+  if (errors.length) refreshServer();
 }
 
 function explain(name, e) {
