@@ -195,6 +195,11 @@ def test_drop_pdf_paste_urls_filter_and_download(page, server, site, shared_data
     assert len(from_article) == 12 and all(c["source"].startswith(site.base + "/data/images/") for c in from_article)
     assert {c["category"] for c in from_article} == {"medical", "non-medical"}
     assert by_source[xray]["thumbLoaded"]
+    assert all("on page-basic.html" in c["text"] for c in from_article)
+    headings = page.eval_on_selector_all(".group-heading", "hs => hs.map(h => h.textContent)")
+    assert headings == ["report.pdf: 4 pages, 16 images", "Pasted: 2 URLs"], headings
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # the last remote previews load lazily
+    page.wait_for_timeout(500)
     page.screenshot(path=str(reports_dir / "web-page-pdf-and-urls.png"), full_page=True)
 
     page.check("input[name=filter][value=medical]")
@@ -232,7 +237,7 @@ def test_each_failure_gets_a_clear_error(page, server, site, reports_dir):
     by_source = {c["source"]: c for c in cards(page)}
     assert by_source["upload:notes.txt"]["category"] == "error"
     assert "unsupported_file" in by_source["upload:notes.txt"]["text"]
-    assert "Not an image or a PDF" in by_source["upload:notes.txt"]["text"]
+    assert "neither an image nor a PDF" in by_source["upload:notes.txt"]["text"]
     assert "scheme_not_allowed" in by_source["file:///etc/passwd"]["text"]
     assert "fetch_failed" in by_source[site.base + "/data/missing.png"]["text"]
     assert "invalid_url" in by_source["not a url"]["text"]

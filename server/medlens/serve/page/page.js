@@ -233,7 +233,7 @@
     if (refused.length) finish(newGroup("Refused before upload", refused.length), refused);
     const jobs = []; // run one after another: a small server queue is not flooded by one drop
     for (const batch of imageBatches(images)) {
-      const group = newGroup(`${batch.length} image${batch.length === 1 ? "" : "s"}`, batch.length);
+      const group = newGroup(`Uploaded: ${batch.length} image${batch.length === 1 ? "" : "s"}`, batch.length);
       jobs.push(() => work(`Classifying ${batch.length} image${batch.length === 1 ? "" : "s"}…`, async () => {
         const thumbs = batch.map((f) => URL.createObjectURL(f));
         let results;
@@ -320,13 +320,13 @@
     const jobs = [];
     if (kind === "page") {
       for (const url of urls) {
-        const group = newGroup(`Page ${url}`, 1);
+        const group = newGroup(`Page ${shortUrl(url)}`, 1);
         jobs.push(() => classifyPage(url, group));
       }
     } else {
       for (let i = 0; i < urls.length; i += l.max_items) {
         const chunk = urls.slice(i, i + l.max_items);
-        const group = newGroup(`${chunk.length} URL${chunk.length === 1 ? "" : "s"}`, chunk.length);
+        const group = newGroup(`Pasted: ${chunk.length} URL${chunk.length === 1 ? "" : "s"}`, chunk.length);
         jobs.push(() => work(`Fetching and classifying ${chunk.length} URL${chunk.length === 1 ? "" : "s"}…`, async () => {
           let results;
           try {
@@ -368,7 +368,7 @@
   function classifyPage(url, group) {
     return work(`Scanning ${url}…`, async () => {
       const page = await scanPage(url);
-      if (page.ok) group.title = `${url}: ${page.items.length} image${page.items.length === 1 ? "" : "s"}`;
+      if (page.ok) group.title = `Page ${shortUrl(url)}: ${page.items.length} image${page.items.length === 1 ? "" : "s"}`;
       finish(group, page.items);
     });
   }
@@ -393,6 +393,8 @@
         grid.append(pendingCard(template, group));
         continue;
       }
+      const visible = group.items.filter((r) => state.filter === "all" || categoryOf(r) === state.filter);
+      if (visible.length) grid.append(groupHeading(group));
       for (const r of group.items) {
         if (state.filter !== "all" && categoryOf(r) !== state.filter) continue;
         grid.append(resultCard(template, r));
@@ -415,6 +417,12 @@
     $("clear").disabled = !state.groups.length || state.busy > 0;
   }
 
+  function groupHeading(group) {
+    const li = $("group-template").content.firstElementChild.cloneNode(true);
+    li.querySelector("h3").textContent = group.title;
+    return li;
+  }
+
   function pendingCard(template, group) {
     const card = template.content.firstElementChild.cloneNode(true);
     card.classList.add("pending");
@@ -435,6 +443,7 @@
     const img = card.querySelector("img");
     const thumb = thumbnailOf(r);
     if (thumb) {
+      if (/^https?:/i.test(thumb)) img.loading = "lazy"; // remote previews load as the grid scrolls
       img.src = thumb;
       img.alt = `Image ${describeSource(r)}`;
       img.addEventListener("error", () => card.querySelector(".thumb").classList.add("broken"), { once: true });
@@ -444,12 +453,19 @@
     }
     card.querySelector(".label").textContent = LABEL_TEXT[category];
     if (r.status === "ok") {
-      card.querySelector(".probability").textContent = `${(r.probability * 100).toFixed(1)}% medical`;
+      const percent = r.probability * 100;
+      card.querySelector(".value").textContent = `${percent.toFixed(1)}% medical`;
+      card.querySelector(".fill").style.width = `${percent}%`;
+      const threshold = state.health ? state.health.model.threshold : null;
+      if (threshold != null) card.querySelector(".mark").style.left = `${threshold * 100}%`;
       card.querySelector(".modality").textContent = r.modality ? MODALITY_TEXT[r.modality] || capitalise(r.modality) : "";
+    } else {
+      card.querySelector(".probability").remove();
     }
     const where = [];
     if (r.page != null) where.push(`page ${r.page}`, `image ${r.index}`);
     if (r.width && r.height) where.push(`${r.width} × ${r.height}`);
+    if (r.page_url) where.push(`on ${shortUrl(r.page_url, false)}`);
     if (r.cached) where.push("cached");
     card.querySelector(".where").textContent = where.join(" · ");
     const source = card.querySelector(".source");
@@ -457,12 +473,17 @@
     source.title = r.source;
     if (r.error) {
       const friendly = ERROR_TEXT[r.error.code];
-      const text = friendly && friendly !== r.error.message ? `${friendly} ${r.error.message}` : r.error.message;
+      const local = r.error.code === "unsupported_file" || !friendly;
+      card.querySelector(".what").textContent = local ? r.error.message : friendly;
       const code = document.createElement("code");
       code.textContent = r.error.code;
-      card.querySelector(".error").append(code, " ", text);
+      const detail = card.querySelector(".detail");
+      detail.append(code);
+      if (!local && r.error.message !== friendly) detail.append(" ", r.error.message);
+    } else {
+      card.querySelector(".error").remove();
     }
-    for (const sel of [".modality", ".where", ".error", ".probability"]) {
+    for (const sel of [".modality", ".where"]) {
       const el = card.querySelector(sel);
       if (!el.textContent) el.remove();
     }
@@ -478,11 +499,30 @@
 
   function describeSource(r) {
     const pdf = /^pdf:(.*)#page=(\d+)&index=(\d+)$/.exec(r.source);
-    if (pdf) return `${pdf[1]}, page ${pdf[2]}, image ${pdf[3]}`;
+    if (pdf) return pdf[1]; // page and image are on the line above
     if (r.source.startsWith("upload:")) return r.source.slice("upload:".length);
     if (r.source.startsWith("pdf:")) return r.source.slice("pdf:".length);
     if (r.source.startsWith("data:")) return "pasted data: URL";
-    return r.source;
+    return shortUrl(r.source);
+  }
+
+  /** The file name a person recognises, then the host; the full URL is in the tooltip and the CSV. */
+  function shortUrl(text, withHost = true) {
+    let url;
+    try {
+      url = new URL(text);
+    } catch (err) {
+      return text;
+    }
+    const name = url.pathname.split("/").filter(Boolean).pop();
+    let file = name || url.hostname;
+    try {
+      file = decodeURIComponent(file);
+    } catch (err) {
+      // keep it encoded
+    }
+    if (!name) return url.host;
+    return withHost ? `${file}${url.search} (${url.host})` : `${file}${url.search}`;
   }
 
   const capitalise = (s) => s.charAt(0).toUpperCase() + s.slice(1);
