@@ -236,7 +236,7 @@ def test_each_failure_gets_a_clear_error(page, server, site, reports_dir):
     wait_idle(page)
     by_source = {c["source"]: c for c in cards(page)}
     assert by_source["upload:notes.txt"]["category"] == "error"
-    assert "unsupported_file" in by_source["upload:notes.txt"]["text"]
+    assert "not_an_image" in by_source["upload:notes.txt"]["text"]
     assert "neither an image nor a PDF" in by_source["upload:notes.txt"]["text"]
     assert "scheme_not_allowed" in by_source["file:///etc/passwd"]["text"]
     assert "fetch_failed" in by_source[site.base + "/data/missing.png"]["text"]

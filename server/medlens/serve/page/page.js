@@ -26,7 +26,6 @@
     too_many_items: "Too many items in one request.",
     unsupported_media_type: "The server cannot read this kind of upload.",
     unsupported_format: "Unsupported image format.",
-    unsupported_file: "Not an image or a PDF.",
     not_an_image: "Not an image.",
     decode_failed: "The image is damaged and cannot be decoded.",
     too_many_pixels: "The image has too many pixels (a decompression-bomb guard).",
@@ -174,12 +173,12 @@
   function localError(source, code, message, extra) {
     return {
       source, status: "error", label: null, probability: null, modality: null,
-      error: { code, message }, width: null, height: null, cached: false, ...extra,
+      error: { code, message }, width: null, height: null, cached: false, refusedHere: true, ...extra,
     };
   }
 
   function failAll(sources, err, extra) {
-    return sources.map((s) => localError(s, err.code || "internal", err.message || String(err), extra));
+    return sources.map((s) => localError(s, err.code || "internal", err.message || String(err), { refusedHere: false, ...extra }));
   }
 
   const busyNote = (what) => (wait, attempt) =>
@@ -226,7 +225,7 @@
             `${file.name} is ${formatBytes(file.size)}; the server accepts images up to ${formatBytes(l.max_image_bytes)}.`, { thumbUrl: null }));
         } else images.push(file);
       } else {
-        refused.push(localError(`upload:${file.name}`, "unsupported_file",
+        refused.push(localError(`upload:${file.name}`, "not_an_image",
           `${file.name} (${file.type || "unknown type"}) is neither an image nor a PDF.`));
       }
     }
@@ -326,7 +325,10 @@
     } else {
       for (let i = 0; i < urls.length; i += l.max_items) {
         const chunk = urls.slice(i, i + l.max_items);
-        const group = newGroup(`Pasted: ${chunk.length} URL${chunk.length === 1 ? "" : "s"}`, chunk.length);
+        const title = urls.length > chunk.length
+          ? `Pasted: URLs ${i + 1}–${i + chunk.length} of ${urls.length} (the server takes ${l.max_items} a request)`
+          : `Pasted: ${chunk.length} URL${chunk.length === 1 ? "" : "s"}`;
+        const group = newGroup(title, chunk.length);
         jobs.push(() => work(`Fetching and classifying ${chunk.length} URL${chunk.length === 1 ? "" : "s"}…`, async () => {
           let results;
           try {
@@ -473,7 +475,7 @@
     source.title = r.source;
     if (r.error) {
       const friendly = ERROR_TEXT[r.error.code];
-      const local = r.error.code === "unsupported_file" || !friendly;
+      const local = r.refusedHere || !friendly; // the page's own message already says it plainly
       card.querySelector(".what").textContent = local ? r.error.message : friendly;
       const code = document.createElement("code");
       code.textContent = r.error.code;
@@ -594,7 +596,7 @@
   function toJson(results) {
     const h = state.health;
     const server = h ? { version: h.version, model: h.model, device: h.device } : null;
-    const clean = results.map(({ thumbnail, thumbUrl, ...rest }) => rest);
+    const clean = results.map(({ thumbnail, thumbUrl, refusedHere, ...rest }) => rest);
     return JSON.stringify({ generated: new Date().toISOString(), filter: state.filter, server, results: clean }, null, 2);
   }
 
