@@ -6,9 +6,13 @@ resolve to 127.0.0.1. So three independent checks, each enough on its own for it
 
 - Host: only `127.0.0.1:PORT`, `localhost:PORT` or `[::1]:PORT` (defeats DNS rebinding, where
   the Host header carries the attacker's name).
-- Origin: absent (CLI, curl) or a browser extension's; any web origin is refused outright.
+- Origin: absent (CLI, curl), a browser extension's, or the server's own page (`http://` + the
+  checked Host); any other web origin is refused outright.
 - Token: a per-install secret in the user's config folder that only the user can paste into the
   extension; compared in constant time.
+- The page's session: a per-process secret in an HttpOnly, SameSite=Strict cookie, which counts
+  only with the page's own Origin (or, on a GET, `Sec-Fetch-Site: same-origin`), because a
+  browser also sends that cookie to requests from other ports of the same host.
 
 The middleware in `middlewares.py` applies these; nothing here knows about aiohttp.
 """
