@@ -347,3 +347,26 @@ def test_session_expiry_and_other_origins(page, server, site, reports_dir):
     assert seen and all(status in (403,) for *_x, status in seen), seen  # refused: forbidden_origin
     assert all(origin == site.base for _m, _p, origin, _s in seen)
     other.close()
+
+
+def test_choose_image_files_in_dark_mode(browser, server, shared_data, reports_dir):
+    """The file button (what a keyboard user reaches with Tab) uploads real images; the previews
+    are the chosen files themselves. Dark colour scheme, to look at it too."""
+    ctx = browser.new_context(color_scheme="dark", viewport={"width": 1100, "height": 900})
+    try:
+        page = ctx.new_page()
+        open_medlens(page, server)
+        files = [shared_data / "images" / XRAY, shared_data / "images" / CHART]
+        page.set_input_files("#files", [str(f) for f in files])
+        wait_idle(page, 2)
+        got = cards(page)
+        assert [c["source"] for c in got] == [f"upload:{f.name}" for f in files]
+        assert [c["category"] for c in got] == ["medical", "non-medical"]
+        assert all(c["thumb"].startswith("blob:") and c["thumbLoaded"] for c in got)
+        assert page.eval_on_selector_all(".group-heading", "hs => hs.map(h => h.textContent)") == ["Uploaded: 2 images"]
+        page.keyboard.press("Tab")  # the skip link, then the file input: reachable without a mouse
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "files"
+        page.screenshot(path=str(reports_dir / "web-page-dark-upload.png"), full_page=True)
+    finally:
+        ctx.close()
