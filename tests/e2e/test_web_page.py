@@ -370,3 +370,23 @@ def test_choose_image_files_in_dark_mode(browser, server, shared_data, reports_d
         page.screenshot(path=str(reports_dir / "web-page-dark-upload.png"), full_page=True)
     finally:
         ctx.close()
+
+
+def test_fetch_refused_by_the_ssrf_guard_is_explained(page, classifier, site, tmp_path, reports_dir):
+    """A server with its default address policy refuses loopback and private addresses by
+    itself (nothing is fetched): the page says so in words, not just a code."""
+    guarded = MedLensServer(classifier, tmp_path / "config")
+    guarded.settings = guarded.settings.replace(allow_private=False)
+    guarded.start()
+    try:
+        open_medlens(page, guarded)
+        n = len(site.log)
+        paste_urls(page, [site.image(XRAY), "http://localhost:1/scan.png"])
+        wait_idle(page, 2)
+        got = cards(page)
+        assert all(c["category"] == "error" and "address_not_allowed" in c["text"] for c in got), got
+        assert all("does not fetch addresses on this computer or a private network" in c["text"] for c in got)
+        assert len(site.log) == n  # refused before connecting: the site saw nothing
+        page.screenshot(path=str(reports_dir / "web-page-fetch-refused.png"), full_page=True)
+    finally:
+        guarded.stop()
