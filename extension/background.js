@@ -296,22 +296,37 @@ async function scanTab(tab) {
   }
   await rememberLimits(server.health);
   try {
-    const frames = framesToScan(await injectAllFrames(tab.id), s.offSites);
-    const settings = MedLens.settings.forContent(s);
-    const replies = await Promise.all(frames.map((f) => ext.tabs
-      .sendMessage(tab.id, { type: TYPES.SCAN_PAGE, settings }, { frameId: f.frameId })
-      .then((summary) => [f.frameId, summary], () => [f.frameId, null])));
-    if (!replies.some(([frameId, summary]) => frameId === 0 && summary)) throw new Error("the page did not answer");
-    const done = {};
-    for (const [frameId, summary] of replies) {
-      if (summary && !summary.error) done[frameId] = { found: summary.found, done: summary.done, counts: summary.counts, watching: summary.watching };
-    }
-    return await mergeFrames(tab.id, tab.url, done, "done");
+    return await scanFrames(tab, s);
   } catch (e) {
     const state = { status: "failed", url: tab.url, message: `MedLens could not read this page: ${e.message}` };
     await setTabState(tab.id, state);
     return state;
   }
+}
+
+/** The content script in every frame, one SCAN_PAGE each (in parallel), their summaries merged
+ * into the tab state. Throws when the top frame does not answer. */
+async function scanFrames(tab, s) {
+  const frames = framesToScan(await injectAllFrames(tab.id), s.offSites);
+  const settings = MedLens.settings.forContent(s);
+  const replies = await Promise.all(frames.map((f) => ext.tabs
+    .sendMessage(tab.id, { type: TYPES.SCAN_PAGE, settings }, { frameId: f.frameId })
+    .then((summary) => [f.frameId, summary], () => [f.frameId, null])));
+  if (!replies.some(([frameId, summary]) => frameId === 0 && summary)) throw new Error("the page did not answer");
+  const done = {};
+  for (const [frameId, summary] of replies) {
+    if (summary && !summary.error) done[frameId] = { found: summary.found, done: summary.done, counts: summary.counts, watching: summary.watching };
+  }
+  return mergeFrames(tab.id, tab.url, done, "done");
+}
+
+/** A watched (already scanned) page loaded a new frame: scan every frame again (those scanned
+ * before find nothing new and answer at once), so a cross-origin iframe added later is covered. */
+async function scanNewFrames(tabId) {
+  const tab = await resolveTab(tabId);
+  const s = await MedLens.settings.load();
+  if (!isScannable(tab.url) || MedLens.settings.isSiteOff(tab.url, s.offSites)) return { status: "off" };
+  return scanFrames(tab, s);
 }
 
 /** What "Classify image" does: classify the right-clicked image and badge it. */
@@ -378,6 +393,8 @@ function handleMessage(msg, sender) {
       if (!items.length || items.length !== msg.items.length) return Promise.resolve({ error: { code: "invalid_request", message: "items" } });
       return MedLens.settings.load().then((s) => classifyDataUrls(s, items)).then((results) => ({ results }));
     }
+    case TYPES.FRAMES_CHANGED:
+      return scanNewFrames(tabId).then(() => ({ ok: true }));
     case TYPES.SCAN_PROGRESS: {
       const num = (v) => (Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
       const counts = {};

@@ -581,7 +581,18 @@
 
   function onLoadEvent(ev) {
     if (ev.target && (ev.target.tagName === "IMG" || ev.target.tagName === "IFRAME")) scheduleRescan();
+    if (ev.target && (ev.target.tagName === "IFRAME" || ev.target.tagName === "FRAME")) scheduleFramesChanged();
     scheduleLayout();
+  }
+
+  /** A frame (re)loaded in a watched page: the service worker puts a copy of this script in it
+   * (a cross-origin one cannot be reached from here) and has it scanned. Debounced. */
+  let framesTimer = 0;
+  function scheduleFramesChanged() {
+    clearTimeout(framesTimer);
+    framesTimer = setTimeout(() => {
+      ext.runtime.sendMessage({ type: TYPES.FRAMES_CHANGED }).catch(() => {});
+    }, RESCAN_MS);
   }
 
   function onMutations(list) {

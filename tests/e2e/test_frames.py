@@ -85,6 +85,17 @@ def test_scan_badges_images_in_every_frame(context, sw, paired, site, reports_di
         i.width = 120; i.height = 120; document.body.append(i); }}""")
     late = wait_frame_badges(cross, 3)
     assert {b["src"]: b["label"] for b in late}.get(f"{site.other(site.image(XRAY))}?late") == "medical", dump(late)
+    # a cross-origin iframe the page adds after the scan is covered too (the page is watched)
+    added = site.other(site.add_page("cross-added.html", f"""<!doctype html><body style="margin:4px">
+<img src="{site.other(site.image(CAT))}?added" width="220" height="146" alt="cat in a frame added later"></body>"""))
+    page.evaluate("""src => { const f = document.createElement('iframe'); f.id = 'added'; f.src = src;
+        f.width = 240; f.height = 170; document.body.append(f); }""", added)
+    new_frame = frame_of(page, added)
+    got = wait_frame_badges(new_frame, 1)
+    assert [(b["src"], b["label"]) for b in got] == [(f"{site.other(site.image(CAT))}?added", "non-medical")], dump(got)
+    state = sw.evaluate("async id => (await chrome.storage.session.get('tab:' + id))['tab:' + id]", tab_for(sw, page.url)["id"])
+    assert state["frameCount"] == 4 and state["found"] == 6, dump(state)
+    page.screenshot(path=str(reports_dir / "frames-chromium-added.png"))
     page.close()
 
 
