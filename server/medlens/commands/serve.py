@@ -94,8 +94,9 @@ def banner(settings: Settings, classifier: Classifier, port: int) -> str:
     ]
     if settings.token_required:
         lines.append(
-            f"Pair the browser extension: in its options set the server to {url} and paste the token "
-            f"that `medlens token` prints (stored in {token_path(settings.config_path)})."
+            f"Pair the browser extension: run `medlens pair` and type the code it prints in the extension's "
+            f"popup or options (server {url}); or paste the token that `medlens token` prints "
+            f"(stored in {token_path(settings.config_path)})."
         )
     else:
         lines.append(f"Token NOT required (--no-token): set the extension's server to {url}; "
