@@ -91,6 +91,7 @@ def banner(settings: Settings, classifier: Classifier, port: int) -> str:
     lines = [
         f"MedLens {__version__} listening on {url} "
         f"(model {info['backbone']} on {info['device']}, threshold {info['threshold']:.3g})",
+        f"Open {url}/ in a browser to drop images or PDFs, paste URLs and download the results.",
     ]
     if settings.token_required:
         lines.append(
