@@ -16,8 +16,6 @@
     max_body_bytes: 64 * 1024 * 1024,
     max_items: 256,
   });
-  const MAX_PDF_BYTES = FALLBACK_LIMITS.max_pdf_bytes;
-  const MAX_IMAGE_BYTES = FALLBACK_LIMITS.max_image_bytes;
   const IMAGE_TYPES = Object.freeze(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"]);
   const IMAGE_EXT = /\.(png|jpe?g|gif|webp|bmp|tiff?)$/i;
 
@@ -226,7 +224,7 @@
   }
 
   ns.api = Object.freeze({
-    API_VERSION, MAX_PDF_BYTES, MAX_IMAGE_BYTES, FALLBACK_LIMITS, ApiError, health, limitsOf, pair, classifyUrls, classifyImages, classifyPdf,
+    API_VERSION, FALLBACK_LIMITS, ApiError, health, limitsOf, pair, classifyUrls, classifyImages, classifyPdf,
     classifyImageFiles, applyThreshold, fileKind, serverState,
   });
 })();
