@@ -175,6 +175,17 @@ async def test_rebound_host_with_a_stolen_cookie_is_still_refused(api: Api, test
     assert (status, body["error"]["code"]) == (403, "forbidden_host")
 
 
+async def test_page_session_never_obtains_the_install_token(api: Api) -> None:
+    """The page's session only classifies: pairing hands the token to the extension alone."""
+    cookie = await open_page(api)
+    resp = await api.client.post("/v1/pair", json={"code": "ABCD-EFGH"}, headers=page_headers(api, cookie))
+    body = await resp.json()
+    assert (resp.status, body["error"]["code"]) == (403, "forbidden_origin")
+    assert api.token not in await resp.text()
+    page_html = await (await api.client.get("/")).text()
+    assert api.token not in page_html and cookie[1] not in page_html
+
+
 async def test_token_and_extension_still_work_beside_the_page(api: Api, test_site: TestSite) -> None:
     await open_page(api)
     results = await api.classify([test_site.url(f"/images/{XRAY}")])
