@@ -81,8 +81,8 @@ class Settings:
     max_pdf_pages: int = _doc("Most PDF pages scanned; later pages are left out and flagged truncated.", 300)
     max_pdf_images: int = _doc("Most PDF images classified; later ones are left out and flagged truncated.", 500)
     pdf_time_limit_s: float = _doc("Seconds one PDF's extraction may take before pdf_timeout.", 60.0)
-    pdf_workers: int = _doc("Warm PDF extraction processes kept ready (each killable at pdf_time_limit_s); "
-                            "more PDFs at once wait for one to be free.", 2)
+    pdf_workers: int = _doc("Warm PDF extraction processes kept ready (each killed at pdf_time_limit_s); more PDFs "
+                            "at once wait for one to be free. 0 = a fresh process per PDF (about 1 s more each).", 2)
     pdf_worker_max_jobs: int = _doc("PDFs one extraction process handles before it is replaced by a fresh one "
                                     "(bounds what a hostile file can leave behind in it).", 50)
     max_html_bytes: int = _doc("Largest HTML page fetched for page scans, in bytes.", 5 * 1024 * 1024)

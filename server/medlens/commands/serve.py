@@ -18,6 +18,7 @@ from aiohttp import web
 from medlens import __version__
 from medlens.commands import load_settings
 from medlens.model.classifier import Classifier
+from medlens.serve import keys
 from medlens.serve.app import init_app
 from medlens.serve.security import LOOPBACK_NAMES, token_path
 from medlens.settings import Settings
@@ -71,6 +72,7 @@ async def serve(settings: Settings, classifier: Classifier) -> None:
         except OSError as exc:
             raise CannotListen(exc.strerror or str(exc)) from exc
         port = runner.addresses[0][1] if runner.addresses else settings.port
+        runner.app[keys.PIPELINE].pdf_workers.warm_up()  # the first PDF should not pay a process start
         print(banner(settings, classifier, port), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
