@@ -177,7 +177,9 @@ async def handle_pair(request: web.Request, config_dir: Path, token: str) -> web
         raise MedLensError("forbidden_origin", "only the MedLens browser extension may pair")
     if (request.content_length or 0) > MAX_REQUEST_BYTES:
         raise MedLensError("body_too_large", "a pairing request is a few bytes of JSON")
-    raw = await request.content.read(MAX_REQUEST_BYTES + 1)
+    raw = b""  # read() may return part of the body: read to the end, never past the cap
+    while len(raw) <= MAX_REQUEST_BYTES and (chunk := await request.content.read(MAX_REQUEST_BYTES + 1 - len(raw))):
+        raw += chunk
     if len(raw) > MAX_REQUEST_BYTES:
         raise MedLensError("body_too_large", "a pairing request is a few bytes of JSON")
     try:
