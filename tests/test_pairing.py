@@ -196,3 +196,19 @@ def test_cli_prints_a_code_the_server_accepts(capsys: pytest.CaptureFixture[str]
     assert redeem(config, match.group(1)) is None
     assert main(["--config-dir", str(config), "pair", "--code-only"]) == 0
     assert re.fullmatch(r"[0-9A-Z]{4}-[0-9A-Z]{4}\n", capsys.readouterr().out)
+
+
+async def test_route_reads_a_body_sent_in_pieces(make_api: MakeApi) -> None:
+    """A chunked body arrives in parts; the route must read all of them (and still cap the total)."""
+    api = await make_api()
+    made = offer(api.settings.config_path, ttl_s=120, attempts=5)
+
+    async def pieces(parts: list[bytes]) -> Any:
+        for part in parts:
+            yield part
+
+    body = [b'{"co', b'de": "', made.display[:3].encode(), made.display[3:].encode(), b'"}']
+    resp = await api.client.post("/v1/pair", data=pieces(body), headers={"Origin": EXTENSION_ORIGIN})
+    assert resp.status == 200 and (await resp.json())["token"] == api.token
+    resp = await api.client.post("/v1/pair", data=pieces([b" " * 600, b" " * 600]), headers={"Origin": EXTENSION_ORIGIN})
+    assert resp.status == 413
