@@ -372,12 +372,13 @@ def test_choose_image_files_in_dark_mode(browser, server, shared_data, reports_d
         ctx.close()
 
 
-def test_fetch_refused_by_the_ssrf_guard_is_explained(page, classifier, site, tmp_path, reports_dir):
+def test_fetch_refused_and_server_gone_are_explained(page, classifier, site, tmp_path, reports_dir):
     """A server with its default address policy refuses loopback and private addresses by
     itself (nothing is fetched): the page says so in words, not just a code."""
     guarded = MedLensServer(classifier, tmp_path / "config")
     guarded.settings = guarded.settings.replace(allow_private=False)
     guarded.start()
+    stopped = False
     try:
         open_medlens(page, guarded)
         n = len(site.log)
@@ -388,5 +389,15 @@ def test_fetch_refused_by_the_ssrf_guard_is_explained(page, classifier, site, tm
         assert all("does not fetch addresses on this computer or a private network" in c["text"] for c in got)
         assert len(site.log) == n  # refused before connecting: the site saw nothing
         page.screenshot(path=str(reports_dir / "web-page-fetch-refused.png"), full_page=True)
+
+        guarded.stop()  # the server goes away under the open page
+        stopped = True
+        paste_urls(page, [site.image(XRAY)], kind="image")
+        wait_idle(page, 3)
+        assert "server_down" in cards(page)[-1]["text"] and "Is `medlens serve` still running?" in cards(page)[-1]["text"]
+        page.wait_for_selector("#server[data-state=down]")
+        assert not page.is_visible("#server-details")  # no stale model or queue shown for a gone server
+        page.screenshot(path=str(reports_dir / "web-page-server-gone.png"), full_page=True)
     finally:
-        guarded.stop()
+        if not stopped:
+            guarded.stop()

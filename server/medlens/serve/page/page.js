@@ -113,7 +113,7 @@
     try {
       health = await request("/v1/health", { method: "GET" });
     } catch (err) {
-      showServer("down", ERROR_TEXT.server_down);
+      showServer("down", "Server not answering. Is `medlens serve` still running?");
       return;
     }
     if (!health.model) {
@@ -543,7 +543,8 @@
     const all = allResults();
     if (!all.length) return "";
     const n = (c) => all.filter((r) => categoryOf(r) === c).length;
-    return `Done: ${all.length} result${all.length === 1 ? "" : "s"}: ${n("medical")} medical, ${n("non-medical")} non-medical, ${n("skipped")} skipped, ${n("error")} errors.`;
+    const errors = n("error");
+    return `Done: ${all.length} result${all.length === 1 ? "" : "s"}: ${n("medical")} medical, ${n("non-medical")} non-medical, ${n("skipped")} skipped, ${errors} error${errors === 1 ? "" : "s"}.`;
   }
 
   function addMessage(kind, text, action) {
