@@ -268,11 +268,13 @@
 
   async function runInOrder(jobs) {
     state.busy++; // the status says "Done" only after the last job of this input
+    render(); // Clear waits until nothing is in flight
     try {
       for (const job of jobs) await job();
     } finally {
       state.busy--;
       if (!state.busy) setStatus(summaryText());
+      render();
     }
   }
 
