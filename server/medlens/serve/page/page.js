@@ -55,7 +55,6 @@
     groups: [], // one per input (a batch of images, a PDF, a page, a list of URLs), in the order given
     filter: "all",
     busy: 0,
-    nextGroup: 1,
   };
 
   class ApiError extends Error {
@@ -156,8 +155,8 @@
 
   // ------------------------------------------------------------ inputs → groups of results
 
-  function newGroup(title, expected) {
-    const group = { id: state.nextGroup++, title, pending: true, expected, items: [] };
+  function newGroup(title) {
+    const group = { title, pending: true, items: [] };
     state.groups.push(group);
     render();
     return group;
@@ -229,10 +228,10 @@
           `${file.name} (${file.type || "unknown type"}) is neither an image nor a PDF.`));
       }
     }
-    if (refused.length) finish(newGroup("Refused before upload", refused.length), refused);
+    if (refused.length) finish(newGroup("Refused before upload"), refused);
     const jobs = []; // run one after another: a small server queue is not flooded by one drop
     for (const batch of imageBatches(images)) {
-      const group = newGroup(`Uploaded: ${batch.length} image${batch.length === 1 ? "" : "s"}`, batch.length);
+      const group = newGroup(`Uploaded: ${batch.length} image${batch.length === 1 ? "" : "s"}`);
       jobs.push(() => work(`Classifying ${batch.length} image${batch.length === 1 ? "" : "s"}…`, async () => {
         const thumbs = batch.map((f) => URL.createObjectURL(f));
         let results;
@@ -245,7 +244,7 @@
       }));
     }
     for (const pdf of pdfs) {
-      const group = newGroup(`Reading ${pdf.name}`, 1);
+      const group = newGroup(`Reading ${pdf.name}`);
       jobs.push(() => work(`Reading ${pdf.name}…`, async () => {
         let items;
         try {
@@ -321,7 +320,7 @@
     const jobs = [];
     if (kind === "page") {
       for (const url of urls) {
-        const group = newGroup(`Page ${shortUrl(url)}`, 1);
+        const group = newGroup(`Page ${shortUrl(url)}`);
         jobs.push(() => classifyPage(url, group));
       }
     } else {
@@ -330,7 +329,7 @@
         const title = urls.length > chunk.length
           ? `Pasted: URLs ${i + 1}–${i + chunk.length} of ${urls.length} (the server takes ${l.max_items} a request)`
           : `Pasted: ${chunk.length} URL${chunk.length === 1 ? "" : "s"}`;
-        const group = newGroup(title, chunk.length);
+        const group = newGroup(title);
         jobs.push(() => work(`Fetching and classifying ${chunk.length} URL${chunk.length === 1 ? "" : "s"}…`, async () => {
           let results;
           try {
