@@ -18,7 +18,8 @@ from fixtures.data import image
 from medlens.errors import MedLensError
 from medlens.ingest.decode import decode_image
 from medlens.model.classifier import Classifier, Prediction
-from medlens.pipeline.batcher import MicroBatcher, QueueFull, start_request
+from medlens.fairness import start_request
+from medlens.pipeline.batcher import MicroBatcher, QueueFull
 from medlens.settings import Settings
 
 

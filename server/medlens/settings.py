@@ -60,8 +60,9 @@ class Settings:
     queue_max: int = _doc("Most images waiting for the model; beyond it requests get 503 queue_full.", 512)
     retry_after_s: int = _doc("Seconds a client is told to wait (Retry-After) when the queue is full.", 2)
     decode_workers: int = _doc("Threads decoding images off the event loop; 0 = min(4, CPU count).", 0)
-    queue_order: str = _doc("Order the model queue serves requests in: fair (round-robin across requests, so one "
-                            "image never waits behind a page scan) or fifo (first in, first out).", "fair")
+    queue_order: str = _doc("Order waiting work (downloads, decoding, the model queue) is served in: fair (requests "
+                            "take turns, so one image never waits behind a page scan) or fifo (first in, first out).",
+                            "fair")
     # fetching
     fetch_concurrency: int = _doc("Most downloads in flight at once, all hosts together.", 32)
     fetch_per_host: int = _doc("Most downloads in flight to one host.", 6)

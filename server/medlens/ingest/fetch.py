@@ -29,6 +29,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from medlens.errors import MedLensError
+from medlens.fairness import FairSemaphore
 from medlens.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -253,7 +254,8 @@ class Fetcher:
         self._inner_resolver = resolver
         self._resolver: GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._global = asyncio.Semaphore(max(1, settings.fetch_concurrency))
+        fair = settings.queue_order == "fair"
+        self._global = FairSemaphore(max(1, settings.fetch_concurrency), fair=fair)
         self._hosts: dict[str, list] = {}
         self._inflight: dict[tuple, asyncio.Task[FetchResult]] = {}
 
@@ -385,7 +387,7 @@ class Fetcher:
     async def _host_slot(self, host: str) -> AsyncIterator[None]:
         entry = self._hosts.get(host)
         if entry is None:
-            entry = self._hosts[host] = [asyncio.Semaphore(max(1, self.settings.fetch_per_host)), 0]
+            entry = self._hosts[host] = [FairSemaphore(self.settings.fetch_per_host, fair=self._global.fair), 0]
         entry[1] += 1
         try:
             async with entry[0]:

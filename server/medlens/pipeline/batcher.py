@@ -9,9 +9,9 @@ caller.
 
 Requests take turns (`queue_order="fair"`): each request has its own lane and a batch takes one
 image from each lane in turn, so a right-click on one image rides in the next batch instead of
-waiting behind a page scan of hundreds. A request is what `start_request()` marks (the routes
-call it on admission); work that never calls it shares one lane, which is plain first in, first
-out, as is `queue_order="fifo"` for everything.
+waiting behind a page scan of hundreds. A request is what `medlens.fairness.start_request()`
+marks (the routes call it on admission); work that never calls it shares one lane, which is plain
+first in, first out, as is `queue_order="fifo"` for everything.
 
 The queue is bounded (`queue_max`): a request that arrives when it is full is refused up front
 (`check_capacity` raises queue_full, 503 + Retry-After) instead of piling up work nobody will
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from contextvars import ContextVar
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -33,21 +32,12 @@ from typing import Any, Callable, Sequence
 from PIL import Image
 
 from medlens.errors import MedLensError
+from medlens.fairness import QUEUE_ORDERS, current_request
 from medlens.model.classifier import Prediction
 
 log = logging.getLogger(__name__)
 
 ClassifyFn = Callable[[Sequence[Image.Image], "float | None"], list[Prediction]]
-QUEUE_ORDERS = ("fair", "fifo")
-
-# The request the current task works for; tasks inherit it from the task that started them.
-_current_request: ContextVar[object | None] = ContextVar("medlens_request", default=None)
-
-
-def start_request() -> None:
-    """Images this task (and every task it starts from now on) queues are one request's: the fair
-    queue gives each request its turn, however many images the others have waiting."""
-    _current_request.set(object())
 
 
 @dataclass(eq=False)
@@ -162,7 +152,7 @@ class MicroBatcher:
         if self._closed or self._collector is None or self._slots is None or self._wakeup is None:
             raise MedLensError("model_error", "the model is not running")
         await self._slots.acquire()
-        request = _current_request.get() if self.fair else None
+        request = current_request() if self.fair else None
         job = _Job(image, threshold, asyncio.get_running_loop().create_future(), request)
         self._lanes.setdefault(request, collections.deque()).append(job)
         self._depth += 1

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 from medlens.errors import MedLensError
+from medlens.fairness import FairSemaphore
 from medlens.ingest.decode import decode_image
 from medlens.ingest.fetch import Fetcher, check_url, decode_data_url
 from medlens.ingest.page import fetch_page
@@ -58,6 +59,8 @@ class Pipeline:
         self.cache: LRUCache[Hashable, Outcome] = LRUCache(settings.cache_entries)
         self._flights: SingleFlight[Hashable, tuple[Outcome, bool]] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=decode_threads(settings), thread_name_prefix="medlens-decode")
+        # The pool's own queue is first in, first out: requests take turns before it instead.
+        self._decode_turns = FairSemaphore(decode_threads(settings), fair=settings.queue_order == "fair")
         self.pdf_workers = PdfWorkers(settings)
 
     async def __aenter__(self) -> "Pipeline":
@@ -71,7 +74,8 @@ class Pipeline:
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        async with self._decode_turns:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
 
     def _threshold_key(self, threshold: float | None) -> float:
         return self.default_threshold if threshold is None else float(threshold)

@@ -16,9 +16,9 @@ from aiohttp import BodyPartReader, web
 
 from medlens import API_VERSION, __version__
 from medlens.errors import MedLensError
+from medlens.fairness import start_request
 from medlens.serve import keys
 from medlens.serve.pairing import handle_pair
-from medlens.pipeline.batcher import start_request
 from medlens.pipeline.pipeline import Pipeline
 from medlens.pipeline.results import error_result, upload_source
 from medlens.settings import Settings
