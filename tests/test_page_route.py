@@ -168,6 +168,16 @@ async def test_session_is_per_server_process(make_api: MakeApi, test_site: TestS
     assert (status, body["error"]["code"]) == (401, "unauthorized")
 
 
+async def test_no_token_mode_still_refuses_other_origins(make_api: MakeApi, test_site: TestSite) -> None:
+    """--no-token drops the credential, not the Origin and Host checks."""
+    api = await make_api(token_required=False)
+    url = test_site.url(f"/images/{XRAY}")
+    status, body = await classify_as_page(api, [url], page_headers(api, None))
+    assert status == 200 and body["results"][0]["label"] == "medical"
+    status, body = await classify_as_page(api, [url], page_headers(api, None, origin=f"http://127.0.0.1:{test_site.port}"))
+    assert (status, body["error"]["code"]) == (403, "forbidden_origin")
+
+
 async def test_rebound_host_with_a_stolen_cookie_is_still_refused(api: Api, test_site: TestSite) -> None:
     cookie = await open_page(api)
     host = f"attacker.example:{api.client.port}"
