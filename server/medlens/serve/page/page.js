@@ -466,8 +466,8 @@
       card.querySelector(".probability").remove();
     }
     const where = [];
-    if (r.page != null) where.push(`page ${r.page}`, `image ${r.index}`);
-    if (r.width && r.height) where.push(`${r.width} × ${r.height}`);
+    if (r.page != null) where.push(`page\u00a0${r.page}`, `image\u00a0${r.index}`); // no break inside a figure
+    if (r.width && r.height) where.push(`${r.width}\u00a0×\u00a0${r.height}`);
     if (r.page_url) where.push(`on ${shortUrl(r.page_url, false)}`);
     if (r.cached) where.push("cached");
     card.querySelector(".where").textContent = where.join(" · ");
