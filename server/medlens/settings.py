@@ -108,6 +108,9 @@ class Settings:
     batch_retry_backoff_s: float = _doc("`medlens batch`: wait before the first retry; doubled each time, plus up to "
                                         "50 % jitter. A Retry-After header is honoured up to batch_retry_max_wait_s.", 0.5)
     batch_retry_max_wait_s: float = _doc("`medlens batch`: longest wait between two tries of one download.", 30.0)
+    batch_actor_start_timeout_s: float = _doc("`medlens batch --engine ray`: seconds to wait for every actor to have "
+                                              "its model loaded before work is handed out (so it is spread over all "
+                                              "of them); 0 = hand out work as actors come up.", 600.0)
     # paths
     config_dir: str = _doc("Folder for the token file and config.toml; empty = per-user default.", "")
     cache_dir: str = _doc("Folder for the training feature cache; empty = per-user default.", "")
