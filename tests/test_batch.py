@@ -210,3 +210,21 @@ def test_ray_engine_without_ray_names_the_extra(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "missing_dependency" in proc.stderr and "pip install 'medlens[scale]'" in proc.stderr
     assert not (tmp_path / "o").exists()  # failed before doing any work
+
+
+def test_retry_policy_waits_for_not_now_and_gives_up_on_no() -> None:
+    from medlens.batch.fetching import retry_after_s, retry_wait
+    from medlens.ingest.fetch import HttpStatusError
+
+    settings = Settings(batch_fetch_retries=2, batch_retry_backoff_s=1.0, batch_retry_max_wait_s=10.0)
+    busy = HttpStatusError("fetch_failed", "HTTP 503", status=503)
+    assert 1.0 <= retry_wait(busy, 0, settings) <= 1.5 and 2.0 <= retry_wait(busy, 1, settings) <= 3.0
+    assert retry_wait(busy, 2, settings) is None  # out of retries
+    assert retry_wait(MedLensError("fetch_timeout", "slow"), 0, settings) is not None
+    assert retry_wait(HttpStatusError("fetch_failed", "HTTP 404", status=404), 0, settings) is None
+    assert retry_wait(MedLensError("fetch_failed", "connection refused"), 0, settings) is None
+    assert retry_wait(MedLensError("too_large", "big"), 0, settings) is None
+    asked = HttpStatusError("fetch_failed", "HTTP 429", status=429, retry_after="7")
+    assert retry_wait(asked, 0, settings) == 7.0
+    assert retry_wait(HttpStatusError("fetch_failed", "HTTP 429", status=429, retry_after="3600"), 0, settings) == 10.0
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0 and retry_after_s("soon") is None

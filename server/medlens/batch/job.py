@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
@@ -51,11 +51,12 @@ class BatchOptions:
 
 def run_batch(
     inputs: Sequence[str], out: str | Path, settings: Settings, options: BatchOptions | None = None,
-    *, sources: Sequence[str] | None = None, classifier: Any = None,
+    *, sources: Sequence[str] | None = None, classifier: Any = None, on_progress: Callable[[int], Any] | None = None,
 ) -> dict[str, Any]:
     """Classify every source of `inputs` (or the given `sources`) into `out`; returns the summary.
 
-    `classifier` (local engine only) reuses a loaded Classifier instead of loading one."""
+    `classifier` (local engine only) reuses a loaded Classifier instead of loading one;
+    `on_progress` is called with the number of sources each step completed (benchmarks time it)."""
     opts = (options or BatchOptions()).resolved(settings)
     if opts.engine not in ENGINES:
         raise MedLensError("invalid_request", f"unknown engine {opts.engine!r}: use one of {', '.join(ENGINES)}")
@@ -70,16 +71,22 @@ def run_batch(
     progress = tqdm(total=len(sources) if sources is not None else None, unit="source", file=sys.stderr,
                     disable=not opts.progress or None, dynamic_ncols=True, desc=f"medlens batch ({opts.engine})")
     started = time.perf_counter()
+
+    def on_done(count: int) -> None:
+        progress.update(count)
+        if on_progress is not None:
+            on_progress(count)
+
     with progress:
         if opts.engine == "local":
             from medlens.batch.local import run_local
 
             stream = iter(sources) if sources is not None else iter_sources(inputs)
-            extra = run_local(stream, settings, writer, opts, progress.update, done=done, classifier=classifier)
+            extra = run_local(stream, settings, writer, opts, on_done, done=done, classifier=classifier)
         else:
             from medlens.batch.ray_engine import run_ray
 
-            extra = run_ray(inputs, sources, settings, writer, opts, progress.update, done=done)
+            extra = run_ray(inputs, sources, settings, writer, opts, on_done, done=done)
     wall = time.perf_counter() - started
     if writer.incomplete:
         raise MedLensError("internal", f"{writer.incomplete} source(s) came back with missing rows")

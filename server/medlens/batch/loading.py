@@ -1,7 +1,8 @@
 """Sources -> image rows, for one batch worker: read or download, decode, expand PDFs.
 
-A `Loader` owns one event loop (in its own thread), one Fetcher and one pool of decode threads
-for its whole life, shared by every call: connections to a host are reused across calls, the
+A `Loader` owns one event loop (in its own thread), one Fetcher, one pool of decode threads and
+one pool of warm PDF extraction processes (`PdfWorkers`, as the server) for its whole life,
+shared by every call: connections to a host are reused across calls, the
 per-host cap holds across everything the worker has in flight, and a caller thread can classify
 one batch while the loop fetches and decodes the next. Every failure becomes an error row for its
 source; nothing raises.
@@ -27,7 +28,7 @@ from medlens.batch.inputs import is_url
 from medlens.errors import MedLensError
 from medlens.ingest.decode import decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher
-from medlens.ingest.pdf import extract_pdf_images_limited
+from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.pipeline.results import SKIP_CODES
 from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
 from medlens.settings import Settings
@@ -73,8 +74,7 @@ class Loader:
         self._thread = threading.Thread(target=self._loop.run_forever, name="medlens-batch-loader", daemon=True)
         self._thread.start()
         self._fetcher = Fetcher(self.settings)
-        # PDFs each take a child process: a batch of them must not start dozens at once.
-        self._pdf_slots = asyncio.Semaphore(decode_threads(settings))
+        self._pdf_workers = PdfWorkers(self.settings)  # started lazily, by the first PDF
         self._run(self._fetcher.start()).result()
 
     def _run(self, coro: Any) -> Future[Any]:
@@ -91,6 +91,7 @@ class Loader:
         if self._loop.is_closed():
             return
         self._run(self._fetcher.close()).result()
+        self._run(self._pdf_workers.close()).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -127,8 +128,7 @@ class Loader:
             data = await asyncio.to_thread(read_file, source, cap)
         digest = hashlib.sha256(data).hexdigest()
         if sniff_format(data) == "PDF":
-            async with self._pdf_slots:
-                return await self._load_pdf(source, data)
+            return await self._load_pdf(source, data)
         if len(data) > settings.max_image_bytes:
             raise MedLensError("too_large", f"image is {len(data)} bytes, over the limit of {settings.max_image_bytes}")
         try:
@@ -138,7 +138,7 @@ class Loader:
         return [new_row(source, sha256=digest, width=decoded.width, height=decoded.height, image=decoded.image)]
 
     async def _load_pdf(self, source: str, data: bytes) -> list[Row]:
-        extraction = await extract_pdf_images_limited(data, self.settings)
+        extraction = await self._pdf_workers.extract(data)
         if not extraction.images:
             # Still one row, so the PDF is accounted for (and skipped on --resume).
             return [new_row(source, status="skipped", error_code="no_images",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -216,7 +217,11 @@ def run_ray(
     try:
         import ray.data
 
-        ray.data.DataContext.get_current().enable_progress_bars = False  # `medlens batch` shows its own bar
+        with warnings.catch_warnings():  # Ray's DataContext warns about its own deprecated fields when built
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # `medlens batch` shows its own bar
+        context.wait_for_min_actors_s = int(math.ceil(settings.batch_actor_start_timeout_s))
         gpus = float(opts.gpus_per_worker or 0)
         actor_settings = settings.replace(
             device="cuda" if gpus > 0 else settings.device,
