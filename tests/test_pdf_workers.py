@@ -87,6 +87,17 @@ async def test_a_crashed_process_costs_its_document_only(docs_dir: Path) -> None
         assert doomed not in extraction_children()
 
 
+async def test_a_process_that_died_while_idle_is_replaced_not_fed(docs_dir: Path) -> None:
+    async with PdfWorkers(Settings(pdf_workers=1)) as workers:
+        workers.warm_up()
+        await _until(lambda: workers.idle == 1)
+        (dead,) = extraction_children()
+        os.kill(dead, signal.SIGKILL)
+        await _until(lambda: not Path(f"/proc/{dead}").exists())  # reaped: the pool can know
+        assert len((await workers.extract(_read(docs_dir, "report.pdf"))).images) == 16
+        assert dead not in extraction_children() and workers.started == 2
+
+
 async def test_an_abandoned_document_takes_its_process_with_it(docs_dir: Path) -> None:
     async with PdfWorkers(Settings(pdf_workers=1)) as workers:
         workers.warm_up()

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
 
 
+class _DeadBeforeSent(Exception):
+    """The process was gone before it could take the document."""
+
+
 @dataclass(eq=False)
 class _Worker:
     proc: asyncio.subprocess.Process
@@ -114,22 +118,40 @@ class PdfWorkers:
         if self._closed:
             raise MedLensError("internal", "PDF extraction is shutting down")
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._start()
-            try:
-                result = await self._run(worker, data)
-            except ChildReported:  # a clean "no": the process is fine for the next PDF
+            worker = self._take_idle() or await self._start()
+            for attempt in (1, 2):
+                try:
+                    result = await self._run(worker, data)
+                except _DeadBeforeSent:  # died while idle: not this PDF's fault, so one fresh try
+                    self._retire(worker)
+                    if attempt == 2:
+                        raise MedLensError("internal", "PDF extraction processes keep dying") from None
+                    worker = await self._start()
+                    continue
+                except ChildReported:  # a clean "no": the process is fine for the next PDF
+                    self._release(worker)
+                    raise
+                except BaseException:  # timed out, crashed, or the caller left mid-answer
+                    self._retire(worker)
+                    raise
                 self._release(worker)
-                raise
-            except BaseException:  # timed out, crashed, or the caller left mid-answer
-                self._retire(worker)
-                raise
-            self._release(worker)
-            return result
+                return result
+            raise AssertionError("unreachable")
+
+    def _take_idle(self) -> _Worker | None:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.alive:
+                return worker
+            self._forget(worker)  # died while idle (killed from outside): the caller starts a fresh one
+        return None
 
     def _release(self, worker: _Worker) -> None:
         worker.jobs += 1
-        if worker.jobs >= self.max_jobs or len(self._idle) >= self.size or self._closed:
+        if worker.jobs >= self.max_jobs:
             self._retire(worker)
+        elif len(self._idle) >= self.size or self._closed:
+            self._forget(worker)  # a spare (a replacement came up meanwhile): no successor needed
         else:
             self._idle.append(worker)
 
@@ -139,8 +161,11 @@ class PdfWorkers:
         limit = self.settings.pdf_time_limit_s
         try:
             async with asyncio.timeout(limit):
-                proc.stdin.write(request_frames(data, self.settings))
-                await proc.stdin.drain()
+                try:
+                    proc.stdin.write(request_frames(data, self.settings))
+                    await proc.stdin.drain()
+                except ConnectionError as exc:
+                    raise _DeadBeforeSent() from exc
                 return await read_answer(proc.stdout)
         except TimeoutError as exc:
             raise MedLensError("pdf_timeout", f"PDF extraction took longer than {limit}s") from exc
