@@ -194,7 +194,8 @@ async def soak(args: argparse.Namespace, site: TestSite, cache_entries: int, wor
             t0 = time.perf_counter()
             await asyncio.gather(*(client() for _ in range(args.clients)))
             elapsed = time.perf_counter() - t0
-        rss.append((done, rss_mb(pid)))
+        if rss[-1][0] != done:
+            rss.append((done, rss_mb(pid)))
     finally:
         log = server.stop()
     label = f"cache on ({cache_entries} entries)" if cache_entries else "cache off"

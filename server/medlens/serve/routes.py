@@ -191,7 +191,7 @@ def _admit(request: web.Request) -> tuple[Settings, Pipeline]:
     """Refuse at once what cannot be served: a full model queue, a body declared too large."""
     settings = request.app[keys.SETTINGS]
     request.app[keys.BATCHER].check_capacity(settings.retry_after_s)
-    start_request()  # this request's images take turns with other requests' in the model queue
+    start_request()  # from here on this request takes turns with the others wherever work waits
     declared = request.content_length
     if declared is not None and declared > settings.max_body_bytes:
         raise MedLensError("body_too_large", f"request body of {declared} bytes is over the limit of {settings.max_body_bytes}")
