@@ -129,6 +129,14 @@ def test_every_file_a_folder_walk_meets_gets_a_row(capsys: pytest.CaptureFixture
     assert str(tmp_path / "nowhere.jpg") in rows[1]["error"]["message"]
 
 
+def test_a_damaged_pdf_says_it_was_repaired(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    damaged = SHARED_DATA / "docs" / "malformed.pdf"
+    code, out, err = run_cli(capsys, "classify", "--json", "--no-progress", str(damaged))
+    rows = json.loads(out)
+    assert code == 0 and 0 < len(rows) < 16
+    assert f"{damaged} is damaged; only the {len(rows)} image(s) that could be recovered are listed" in err
+
+
 def test_tiny_images_are_skipped_not_failed(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
     from PIL import Image
 

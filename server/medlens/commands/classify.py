@@ -212,6 +212,9 @@ async def _classify_data(pipeline: Pipeline, source: str, data: bytes, threshold
     """A PDF gives a row per image; anything else is one image (or one error saying what it is)."""
     if sniff_format(data) == "PDF":
         answer = await pipeline.classify_pdf(data, Path(source).name, threshold=threshold)
+        if answer["repaired"]:
+            print(f"medlens classify: {source} is damaged; only the {answer['images']} image(s) that could be "
+                  "recovered are listed", file=sys.stderr)
         return [_row(r, source=source) for r in answer["results"]]
     if len(data) > pipeline.settings.max_image_bytes:
         raise MedLensError("too_large", f"image is {len(data)} bytes, over the limit of {pipeline.settings.max_image_bytes}")
