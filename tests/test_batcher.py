@@ -185,6 +185,32 @@ async def test_a_lone_image_is_not_queued_behind_a_scan(order: str, batch_of_the
     assert sorted(t for b in model.batches for t in b) == [7, *range(100, 164), 900]
 
 
+async def test_a_small_request_beside_scans_gets_a_short_batch_and_many_small_ones_fill_batches() -> None:
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    async with MicroBatcher(model, max_batch=16, max_wait_ms=0, queue_max=500) as batcher:
+        first = asyncio.ensure_future(_one_request(batcher, range(900, 901)))
+        await asyncio.to_thread(model.entered.wait, 10)
+        scans = [asyncio.ensure_future(_one_request(batcher, range(k * 100, k * 100 + 40))) for k in range(1, 5)]
+        await asyncio.sleep(0.01)
+        lone = asyncio.ensure_future(_one_request(batcher, range(7, 8)))
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(first, lone)
+        assert model.batches[1] == [100, 200, 300, 400, 7]  # one turn each: 5 images, not 16
+        assert all(len(b) == 16 for b in model.batches[2:6])  # the scans alone: full batches again
+        await asyncio.gather(*scans)
+        gate.clear()
+        model.entered.clear()
+        first = asyncio.ensure_future(_one_request(batcher, range(901, 902)))
+        await asyncio.to_thread(model.entered.wait, 10)
+        singles = [asyncio.ensure_future(_one_request(batcher, range(t, t + 1))) for t in range(500, 540)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(first, *singles)
+    assert [len(b) for b in model.batches[-3:]] == [16, 16, 8]  # 40 one-image requests fill whole batches
+
+
 async def test_requests_take_turns_within_a_batch() -> None:
     gate = threading.Event()
     model = RecordingModel(gate)

@@ -9,7 +9,9 @@ caller.
 
 Requests take turns (`queue_order="fair"`): each request has its own lane and a batch takes one
 image from each lane in turn, so a right-click on one image rides in the next batch instead of
-waiting behind a page scan of hundreds. A request is what `medlens.fairness.start_request()`
+waiting behind a page scan of hundreds; while such a small request waits beside big ones, a batch
+is one turn of each request rather than a full max_batch, since on a CPU a batch's time grows
+with its size. A request is what `medlens.fairness.start_request()`
 marks (the routes call it on admission); work that never calls it shares one lane, which is plain
 first in, first out, as is `queue_order="fifo"` for everything.
 
@@ -172,10 +174,20 @@ class MicroBatcher:
             job.future.cancel()
             raise
 
+    def _batch_size(self) -> int:
+        """max_batch, except when a request with little work waits beside others: then one turn
+        of every request, so the right-click's batch runs in a fraction of a full batch's time
+        (many small requests still fill whole batches: one turn each is already max_batch)."""
+        short = max(1, self.max_batch // 4)
+        if not self.fair or len(self._lanes) < 2 or min(len(lane) for lane in self._lanes.values()) > short:
+            return self.max_batch
+        return min(self.max_batch, max(len(self._lanes), short))
+
     def _take(self) -> list[_Job]:
         assert self._slots is not None
         batch: list[_Job] = []
-        while self._lanes and len(batch) < self.max_batch:
+        size = self._batch_size()
+        while self._lanes and len(batch) < size:
             request = next(iter(self._lanes))
             lane = self._lanes.pop(request)
             job = lane.popleft()
