@@ -3,7 +3,7 @@
     part-<run>-<n>.parquet   rows, one schema; each part holds whole sources (all of a PDF's rows)
     _summary.json            counts per label, status and error code, and the last run's figures
     _SUCCESS                 empty; present once a run has finished (Spark's marker)
-    .tmp-*                   a part or summary being written; renamed into place when complete
+    .tmp-*.partial           a part or summary being written; renamed into place when complete
 
 Names starting with `_` or `.` are skipped by pyarrow, pandas, Spark, DuckDB and Ray when they
 read a folder, so `pyarrow.parquet.read_table(out)` sees exactly the parts. A killed run leaves
@@ -30,6 +30,7 @@ from medlens.errors import MedLensError
 
 PART_GLOB = "part-*.parquet"
 TMP_PREFIX = ".tmp-"
+PARTIAL_SUFFIX = ".partial"  # so not even a `*.parquet` glob that lists hidden files picks one up
 SUMMARY_FILE = "_summary.json"
 LEGACY_SUMMARY_FILE = "summary.json"
 SUCCESS_MARKER = "_SUCCESS"
@@ -160,7 +161,7 @@ class PartWriter:
                 self.nodes[row["node"]] += 1
         table = pa.Table.from_pylist([{c: row.get(c) for c in COLUMNS} for row in rows], schema=output_schema())
         name = f"part-{self.run_id}-{self.parts:06d}.parquet"
-        tmp = self.out / f"{TMP_PREFIX}{name}"
+        tmp = self.out / f"{TMP_PREFIX}{name}{PARTIAL_SUFFIX}"
         pq.write_table(table, tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -204,7 +205,7 @@ def write_summary(out: Path, run: dict[str, Any]) -> dict[str, Any]:
         "error_codes": dict(sorted(codes.items())),
         "run": run,
     }
-    tmp = out / f"{TMP_PREFIX}{SUMMARY_FILE}"
+    tmp = out / f"{TMP_PREFIX}{SUMMARY_FILE}{PARTIAL_SUFFIX}"
     tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / SUMMARY_FILE)
     return summary
