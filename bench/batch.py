@@ -104,7 +104,7 @@ def load_worker_memory() -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=800, help="images for the file corpus")
+    parser.add_argument("--images", type=int, default=2000, help="images for the file corpus")
     parser.add_argument("--urls", type=int, default=0, help="benchmark a URL corpus of this many URLs instead of files")
     parser.add_argument("--delay-ms", type=float, default=50.0, help="URL host: delay before each answer")
     parser.add_argument("--hosts", type=int, default=4, help="URL host: loopback addresses it listens on")
