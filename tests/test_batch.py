@@ -228,3 +228,19 @@ def test_retry_policy_waits_for_not_now_and_gives_up_on_no() -> None:
     assert retry_wait(asked, 0, settings) == 7.0
     assert retry_wait(HttpStatusError("fetch_failed", "HTTP 429", status=429, retry_after="3600"), 0, settings) == 10.0
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0 and retry_after_s("soon") is None
+
+
+def test_ray_actors_are_sized_to_the_cluster() -> None:
+    from medlens.batch.ray_engine import fit_workers
+
+    def opts(**changes: object) -> BatchOptions:
+        return BatchOptions(**{"engine": "ray", **changes}).resolved(Settings())
+
+    assert fit_workers({"CPU": 16.0}, opts()) == 16  # one actor per CPU by default
+    assert fit_workers({"CPU": 16.0}, opts(workers=4)) == 4
+    assert fit_workers({"CPU": 16.0, "GPU": 1.0}, opts(gpus_per_worker=0.5, cpus_per_worker=2.0)) == 2  # GPUs decide
+    assert fit_workers({"CPU": 2.0}, opts(load_in="tasks", load_cpus=0.25, cpus_per_worker=0.75)) == 2
+    with pytest.raises(MedLensError, match="cannot hold one"):
+        fit_workers({"CPU": 16.0}, opts(gpus_per_worker=1.0))
+    with pytest.raises(MedLensError, match="cannot hold one"):
+        fit_workers({"CPU": 0.5}, opts())
