@@ -51,6 +51,12 @@ class SourceKeys:
             self._merge()
         return True
 
+    def compact(self) -> "SourceKeys":
+        """Merge the recent keys into the array (before shipping the set to Ray workers: 8 bytes a key)."""
+        if self._recent:
+            self._merge()
+        return self
+
     def _merge(self) -> None:
         recent = np.sort(np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent)))
         self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, recent), recent)

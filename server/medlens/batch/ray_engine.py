@@ -230,7 +230,7 @@ def run_ray(
         resources = ray.cluster_resources()
         workers = fit_workers(resources, opts)
         per_task = max(1, opts.sources_per_task)
-        done_ref = ray.put(done)
+        done_ref = ray.put(done.compact())
         ds = source_dataset(inputs, sources, per_task)
         model_args = {"settings": actor_settings, "batch_size": opts.batch_size, "threshold": opts.threshold}
         if opts.load_in == "actors":
