@@ -1,15 +1,19 @@
-"""`medlens batch` benchmark: images/s of the local engine and of Ray Data (one node, and two nodes
-simulated on this machine with ray.cluster_utils.Cluster) on the same images, next to the model
-alone, all in one run; then a projection of the wall time for 1M images. Prints figures; never
-passes or fails on time.
+"""`medlens batch` benchmark: images/s of the local engine and of Ray Data on the same images in one
+run, Ray given as a ratio to the local engine measured beside it; a load worker's memory; and, with
+--urls, a URL corpus served by a loopback host with a delay per request, projected to 100 M URLs.
+Prints figures; never passes or fails on time.
 
-    .venv/bin/python bench/batch.py [--images 1000] [--batch-size 16]
+    .venv/bin/python bench/batch.py                                  # files: local, Ray 1 node (load in
+                                                                     # actors / in tasks), Ray 2 simulated nodes
+    .venv/bin/python bench/batch.py --urls 600 --delay-ms 50         # URL corpus from 127.0.0.x
+    .venv/bin/python bench/batch.py --images 4000 --gpus-per-worker 0.5 --engines local,ray   # on a GPU node
 
-The images are shared/data's, linked under distinct names in a temporary folder until there are
---images of them (the data set has fewer), so every engine reads, decodes and classifies each
-one. Simulated nodes share this machine's cores: two of them measure Ray's overhead across
-nodes, not more hardware. No GPU is used (none is available to this benchmark); the projection
-is for CPU workers like the ones measured.
+The images are shared/data's, linked (files) or served (URLs) under distinct names until there
+are enough, so every engine reads, decodes and classifies each one. Two figures per engine:
+end to end (start-up and model loading included) and steady (from the first finished batch to
+the last), which is what a long job runs at. Simulated nodes share this machine's cores: two of
+them measure Ray's overhead across nodes, not more hardware. The URL host listens on several
+loopback addresses (--hosts) so the per-host cap acts as it does in a crawl.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,17 +31,39 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "server")]
 
-from fixtures.data import manifest_items  # noqa: E402
+from fixtures.batch import CorpusHost  # noqa: E402
+from fixtures.data import SHARED_DATA, manifest_items  # noqa: E402
 from medlens.batch.job import BatchOptions, run_batch  # noqa: E402
-from medlens.ingest.decode import decode_image  # noqa: E402
-from medlens.model.classifier import Classifier  # noqa: E402
-from medlens.pipeline.pipeline import MODEL_SIDE  # noqa: E402
 from medlens.settings import Settings  # noqa: E402
 
 OBJECT_STORE = 300 * 1024 * 1024
+ENGINES = ("local", "ray", "ray-tasks", "ray-2nodes")
+PROJECTED_URLS = 100_000_000
+PROJECTED_CORES = 16
+PROJECTED_NODES = 10
 
 
-def corpus(folder: Path, count: int) -> list[str]:
+class Clock:
+    """When sources finished: the steady rate leaves out start-up and the first batch."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.marks: list[tuple[float, int]] = []
+        self.count = 0
+
+    def tick(self, finished: int) -> None:
+        if finished:
+            self.count += finished
+            self.marks.append((time.perf_counter(), self.count))
+
+    def steady_rate(self) -> float | None:
+        if len(self.marks) < 2:
+            return None
+        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+
+def file_corpus(folder: Path, count: int) -> list[str]:
     items = [item.path for item in manifest_items()]
     sources = []
     for i in range(count):
@@ -47,96 +74,159 @@ def corpus(folder: Path, count: int) -> list[str]:
     return sources
 
 
-def model_only(classifier: Classifier, images: list[Any], batch: int, threads: int) -> float:
-    """Decoded images through the Classifier alone, with `threads` torch threads."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        classifier.classify(images[:batch])  # warm-up
-        start = time.perf_counter()
-        for i in range(0, len(images), batch):
-            classifier.classify(images[i:i + batch])
-        return len(images) / (time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(before)
+def url_corpus(host: CorpusHost, count: int) -> list[str]:
+    """`count` distinct URLs of real images, spread over the host's addresses (a query makes each distinct)."""
+    items = [item.path for item in manifest_items()]
+    return [f"{host.image_url(items[i % len(items)], host=i)}?n={i}" for i in range(count)]
 
 
 def engine(name: str, sources: list[str], settings: Settings, opts: BatchOptions, **kw: Any) -> dict[str, Any]:
+    clock = Clock()
     with tempfile.TemporaryDirectory(prefix="medlens-bench-out-") as out:
-        start = time.perf_counter()
-        summary = run_batch([], out, settings, opts, sources=sources, **kw)
-        wall = time.perf_counter() - start
+        summary = run_batch([], out, settings, opts, sources=sources, on_progress=clock.tick, **kw)
+    wall = time.perf_counter() - clock.start
     run = summary["run"]
-    ok = summary["status"].get("ok", 0)
-    figure = {"engine": name, "rows": summary["rows"], "ok": ok, "wall_s": round(wall, 2),
-              "images_per_s": round(summary["rows"] / wall, 2), "pipeline_s": run["wall_s"],
-              "workers": run["workers"], "nodes": len(run["nodes"]) or 1}
+    steady = clock.steady_rate()
+    figure = {"engine": name, "rows": summary["rows"], "status": summary["status"], "wall_s": round(wall, 2),
+              "images_per_s": round(summary["rows"] / wall, 2), "steady_images_per_s": round(steady, 2) if steady else None,
+              "workers": run["workers"], "nodes": len(run["nodes"]) or 1, "load_in": run.get("load_in")}
     print(json.dumps(figure), flush=True)
     return figure
 
 
+def load_worker_memory() -> dict[str, float]:
+    """RSS (MiB) of a fresh process holding a started Loader: the load side now, and with what each
+    load task imported before this version (the classifier and torch, through serve.pipeline)."""
+    probe = (
+        "import sys; sys.path.insert(0, {server!r})\n"
+        "from medlens.batch.loading import Loader\nfrom medlens.settings import Settings\n"
+        "loader = Loader(Settings())\n{extra}\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
+    )
+    figures = {}
+    with_model = "import medlens.model.classifier\ntry:\n    import torch\nexcept ImportError:\n    pass"
+    for name, extra in (("now", ""), ("before (+ classifier, torch)", with_model)):
+        code = probe.format(server=str(REPO / "server"), extra=extra)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+        figures[name] = round(int(out.stdout.split()[-1]) / 1024, 1)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=600, help="images for the file corpus")
+    parser.add_argument("--urls", type=int, default=0, help="benchmark a URL corpus of this many URLs instead of files")
+    parser.add_argument("--delay-ms", type=float, default=50.0, help="URL host: delay before each answer")
+    parser.add_argument("--hosts", type=int, default=4, help="URL host: loopback addresses it listens on")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, from {', '.join(ENGINES)}")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--model-images", type=int, default=320, help="images for the model-alone figures")
+    parser.add_argument("--sources-per-task", type=int, default=32)
+    parser.add_argument("--cpus-per-worker", type=float, default=1.0)
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPU per Ray actor (fractions share one)")
+    parser.add_argument("--device", default="auto", help="model device for the local engine: auto, cpu or cuda")
     args = parser.parse_args()
+    wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = set(wanted) - set(ENGINES)
+    if unknown or "local" not in wanted:
+        parser.error(f"--engines needs 'local' (the baseline) and only {', '.join(ENGINES)}; got {args.engines}")
+
     import ray
     from ray.cluster_utils import Cluster
 
-    settings = Settings(device="cpu", max_batch=args.batch_size)
     cores = os.cpu_count() or 1
-    print(f"machine: {cores} CPU cores, no GPU used; {args.images} images, batch {args.batch_size}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="medlens-bench-") as tmp:
-        sources = corpus(Path(tmp), args.images)
-        classifier = Classifier.from_settings(settings)
-        threads = __import__("torch").get_num_threads()
-        images = [decode_image(Path(s).read_bytes(), settings, target_side=MODEL_SIDE).image
-                  for s in sources[: args.model_images]]
-        model_rate = model_only(classifier, images, args.batch_size, threads)
-        # What one CPU worker (a Ray actor runs torch with one thread per reserved CPU) can do.
-        model_1t = model_only(classifier, images, args.batch_size, 1)
-        del images
-        print(json.dumps({"model_only_images_per_s": round(model_rate, 2), "torch_threads": threads,
-                          "model_only_1_thread_images_per_s": round(model_1t, 2)}), flush=True)
+    settings = Settings(device="cpu" if args.device == "auto" and not args.gpus_per_worker else args.device,
+                        max_batch=args.batch_size, allow_private=bool(args.urls))
+    print(f"machine: {cores} CPU cores, load average {os.getloadavg()[0]:.1f} at start; "
+          f"{args.urls or args.images} {'URLs' if args.urls else 'images'}, batch {args.batch_size}, "
+          f"{args.gpus_per_worker:g} GPU per Ray actor", flush=True)
+    memory = load_worker_memory()
+    print(json.dumps({"load_worker_rss_mib": memory}), flush=True)
 
-        local = engine("local", sources, settings, BatchOptions(progress=False, workers=2), classifier=classifier)
-        del classifier
+    host = CorpusHost(delay_s=args.delay_ms / 1000, hosts=args.hosts).start() if args.urls else None
+    ray_opts = dict(engine="ray", progress=False, batch_size=args.batch_size, sources_per_task=args.sources_per_task,
+                    cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
+    figures: dict[str, dict[str, Any]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="medlens-bench-") as tmp:
+            sources = url_corpus(host, args.urls) if host else file_corpus(Path(tmp), args.images)
+            from medlens.model.classifier import Classifier
 
-        ray_opts = dict(engine="ray", progress=False, cpus_per_worker=0.75, load_cpus=0.25)
-        ray.init(address="local", num_cpus=cores, object_store_memory=OBJECT_STORE, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-        one = engine("ray 1 node", sources, settings, BatchOptions(**ray_opts, workers=cores))
-        ray.shutdown()
+            classifier = Classifier.from_settings(settings)
+            figures["local"] = engine("local", sources, settings, BatchOptions(
+                progress=False, batch_size=args.batch_size, sources_per_task=args.sources_per_task), classifier=classifier)
+            del classifier
+            if {"ray", "ray-tasks"} & set(wanted):
+                ray.init(address="local", num_cpus=cores, object_store_memory=OBJECT_STORE, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+                if "ray" in wanted:
+                    figures["ray"] = engine("ray 1 node, load in actors", sources, settings, BatchOptions(**ray_opts))
+                if "ray-tasks" in wanted:
+                    # A quarter of each actor's CPU goes to the load tasks, so both stages fit on the cores.
+                    tasks_opts = {**ray_opts, "cpus_per_worker": 0.75 * args.cpus_per_worker}
+                    figures["ray-tasks"] = engine("ray 1 node, load in tasks", sources, settings, BatchOptions(
+                        **tasks_opts, load_in="tasks", load_cpus=0.25 * args.cpus_per_worker))
+                ray.shutdown()
+            if "ray-2nodes" in wanted:
+                half = max(1, cores // 2)
+                gpus = {"num_gpus": int(ray_gpus())} if args.gpus_per_worker else {}
+                cluster = Cluster(initialize_head=True, head_node_args={
+                    "num_cpus": half, "object_store_memory": OBJECT_STORE, "include_dashboard": False, **gpus})
+                cluster.add_node(num_cpus=max(1, cores - half), object_store_memory=OBJECT_STORE)
+                cluster.wait_for_nodes()
+                ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+                figures["ray-2nodes"] = engine("ray 2 simulated nodes, load in actors", sources, settings,
+                                               BatchOptions(**ray_opts))
+                ray.shutdown()
+                cluster.shutdown()
+    finally:
+        if host is not None:
+            host.stop()
+    report(figures, memory, args, cores)
 
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": max(1, cores // 2),
-                          "object_store_memory": OBJECT_STORE, "include_dashboard": False})
-        cluster.add_node(num_cpus=max(1, cores // 2), object_store_memory=OBJECT_STORE)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
-        two = engine("ray 2 simulated nodes", sources, settings, BatchOptions(**ray_opts, workers=2 * max(1, cores // 2)))
-        ray.shutdown()
-        cluster.shutdown()
 
-    print("\nsummary (same machine, same images, one run):")
-    print(f"  model alone, {threads} torch threads  {model_rate:8.2f} images/s")
-    print(f"  model alone, 1 torch thread   {model_1t:8.2f} images/s")
-    print(f"  local engine ({threads} threads)    {local['images_per_s']:8.2f} images/s   "
-          f"({local['images_per_s'] / model_rate:.2f} of the model alone at {threads} threads)")
-    for fig in (one, two):
-        ideal = fig["workers"] * model_1t
-        print(f"  {fig['engine']:<22}        {fig['images_per_s']:8.2f} images/s   ({fig['workers']} actors x 1 thread; "
-              f"{fig['workers']} x model alone at 1 thread (no reading/decoding) / ray = {ideal / fig['images_per_s']:.2f}x; "
-              f"Ray's overhead over the local engine: local/ray = {local['images_per_s'] / fig['images_per_s']:.2f}x)")
-    per_worker = max(one["images_per_s"] / one["workers"], two["images_per_s"] / two["workers"])
-    print(f"\nprojection for 1,000,000 images from the measured Ray per-worker throughput ({per_worker:.2f} images/s "
-          "per CPU worker of one thread; assumes linear scaling, loading keeping up and storage/network not "
-          "limiting; no GPU was available to this benchmark, so these are CPU workers):")
-    for workers in (8, 64):
-        hours = 1_000_000 / (per_worker * workers) / 3600
-        print(f"  {workers:3d} workers: {hours:6.2f} h")
+def ray_gpus() -> float:
+    try:
+        import torch
+
+        return float(torch.cuda.device_count())
+    except ImportError:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+        return float(len(out.stdout.splitlines())) if out.returncode == 0 else 0.0
+
+
+def report(figures: dict[str, dict[str, Any]], memory: dict[str, float], args: Any, cores: int) -> None:
+    local = figures["local"]
+
+    def rate(fig: dict[str, Any]) -> float:
+        return fig["steady_images_per_s"] or fig["images_per_s"]
+
+    print(f"\nsummary (same machine, same {'URLs' if args.urls else 'images'}, one run; steady = first batch to last, "
+          f"end to end in brackets):")
+    for key, fig in figures.items():
+        line = f"  {fig['engine']:<40} {rate(fig):8.2f} images/s  ({fig['images_per_s']:.2f})  {fig['workers']} worker(s)"
+        if key != "local":
+            line += f"   ray/local = {rate(fig) / rate(local):.2f}x  (end to end {fig['images_per_s'] / local['images_per_s']:.2f}x)"
+        print(line)
+    if "ray" in figures and "ray-2nodes" in figures:
+        print(f"  two simulated nodes / one node = {rate(figures['ray-2nodes']) / rate(figures['ray']):.2f}x")
+    if "ray" in figures and "ray-tasks" in figures:
+        print(f"  load in actors / load in tasks = {rate(figures['ray']) / rate(figures['ray-tasks']):.2f}x")
+    print(f"  load worker memory: {memory['now']:.0f} MiB now, {memory['before (+ classifier, torch)']:.0f} MiB with the "
+          "classifier and torch it used to import")
+    best = max((rate(f) for k, f in figures.items() if k.startswith("ray")), default=rate(local))
+    per_core = best / cores
+    what = "URLs" if args.urls else "images"
+    print(f"\nprojection for {PROJECTED_URLS:,} {what} from the best Ray steady rate here ({per_core:.2f} {what}/s per "
+          f"core on {cores} shared cores; assumes linear scaling per core, enough distinct hosts for the per-host cap "
+          f"and bandwidth that keeps up{'' if args.urls else '; fetching adds no CPU'}):")
+    for label, total_cores in ((f"one {PROJECTED_CORES}-core machine", PROJECTED_CORES),
+                               (f"{PROJECTED_NODES} such nodes", PROJECTED_CORES * PROJECTED_NODES)):
+        hours = PROJECTED_URLS / (per_core * total_cores) / 3600
+        print(f"  {label:<24} {hours:8.1f} h  ({per_core * total_cores:.0f} {what}/s)")
+    if args.urls:
+        per_worker_cap = Settings().batch_fetch_concurrency / (args.delay_ms / 1000) if args.delay_ms else float("inf")
+        print(f"  (latency bound per worker at {args.delay_ms:g} ms: {per_worker_cap:.0f} URLs/s with "
+              f"batch_fetch_concurrency={Settings().batch_fetch_concurrency}; above the CPU rate, so the CPU decides)")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def main() -> None:
     try:
         # warm-up: the model's first batches and the browser's first page are not what we measure
         server_direct(server, [site.image(r) + "?warm" for r in rels[:16]])
-        with urllib.request.urlopen(server.url + "/v1/health", timeout=10) as resp:
+        state = urllib.request.Request(server.url + "/v1/health", headers={"Authorization": f"Bearer {server.token}"})
+        with urllib.request.urlopen(state, timeout=10) as resp:  # without the token: only {status, api}
             health = json.loads(resp.read())
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM, headless=True,

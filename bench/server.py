@@ -15,8 +15,14 @@ A loopback site in this process serves shared/data. Figures:
   batch size 1), on the same URLs (target: the server >= 5x faster end to end);
 - latency: one-image requests, warm and idle (p50, target <= 100 ms), then while page scans of
   page-basic.html run concurrently (p95);
-- PDF: docs/many-images.pdf through /v1/classify/pdf, images/s, with extraction (child process)
-  and model time measured separately.
+- fairness: one-image requests (a right-click) idle and while 4 clients scan pages of 100
+  images each, on two servers started alike but for the model queue's order: first in, first
+  out (the old design) and fair (round-robin across requests), measured in turns;
+- PDF: docs/many-images.pdf through /v1/classify/pdf, images/s, with extraction (a warm worker
+  process) and model time measured separately, and the answer time of broken PDFs with warm
+  workers (pdf_workers=2) and with a fresh process per PDF (pdf_workers=0, the old design).
+
+    .venv/bin/python bench/server.py --only fairness,pdf-errors   # just those sections
 """
 
 from __future__ import annotations
@@ -58,12 +64,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Server:
-    def __init__(self, config_dir: Path, device: str, port: int) -> None:
+    def __init__(self, config_dir: Path, device: str, port: int, *settings: str) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        extra = [arg for setting in settings for arg in ("--set", setting)]
         cmd = [sys.executable, "-m", "medlens.cli", "--config-dir", str(config_dir), "--device", device,
-               "--set", "cache_entries=0", "serve", "--port", str(port), "--allow-private"]
+               "--set", "cache_entries=0", *extra, "serve", "--port", str(port), "--allow-private"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -118,6 +125,26 @@ async def delayed_site(delay_s: float) -> tuple[Any, str]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
+async def scan_site(rels: list[str]) -> tuple[Any, str]:
+    """shared/data/images on loopback, plus `/scan/<key>/<n>.html`: a page of n of them whose image
+    URLs carry the key, so every scan fetches and classifies its own n images."""
+    from aiohttp import web
+
+    async def page(request: web.Request) -> web.Response:
+        key, n = request.match_info["key"], int(request.match_info["n"])
+        imgs = "".join(f'<img src="/images/{rels[i % len(rels)]}?{key}-{i}" alt="">' for i in range(n))
+        return web.Response(text=f"<!doctype html><html><body>{imgs}</body></html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/scan/{key}/{n}.html", page)
+    app.router.add_static("/images/", SHARED_DATA / "images")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
 # ---------------------------------------------------------------- measurements
 
 
@@ -161,6 +188,8 @@ async def latency(session: aiohttp.ClientSession, server: Server, urls: list[str
 async def latency_under_load(
     session: aiohttp.ClientSession, server: Server, urls: list[str], page_url: str, scanners: int
 ) -> tuple[list[float], int]:
+    """One-image latencies while `scanners` clients scan pages back to back. `page_url` may hold
+    `{key}`, filled per scan (distinct image URLs per scan); else a query string tells scans apart."""
     stop = asyncio.Event()
     scanned = 0
 
@@ -168,7 +197,9 @@ async def latency_under_load(
         nonlocal scanned
         i = 0
         while not stop.is_set():
-            scanned += await page_scan(session, server, f"{page_url}?scan={k}-{i}")
+            key = f"s{k}-{i}-{id(stop)}"
+            url = page_url.format(key=key) if "{key}" in page_url else f"{page_url}?scan={key}"
+            scanned += await page_scan(session, server, url)
             i += 1
 
     loops = [asyncio.ensure_future(scan_loop(k)) for k in range(scanners)]
@@ -179,6 +210,90 @@ async def latency_under_load(
         stop.set()
         await asyncio.gather(*loops)
     return times, scanned
+
+
+async def fairness(args: argparse.Namespace, rels: list[str], work: Path) -> None:
+    """Right-click latency idle and under page scans, old FIFO queue vs fair queue, in turns."""
+    runner, base = await scan_site(rels)
+    servers = {}
+    try:
+        for order in ("fifo", "fair"):
+            servers[order] = Server(work / f"config-{order}", args.device, free_port(), f"queue_order={order}")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+            for server in servers.values():  # warm-up: first batches, connections, decodes
+                await classify(session, server, [f"{base}/images/{r}?warm" for r in rels[:32]])
+            idle: dict[str, list[float]] = {o: [] for o in servers}
+            loaded: dict[str, list[float]] = {o: [] for o in servers}
+            scanned: dict[str, int] = {o: 0 for o in servers}
+            n = args.latency_requests
+            for turn in range(args.fairness_turns):
+                for order, server in servers.items():
+                    urls = [f"{base}/images/{r}?{order}-{turn}-{i}" for i, r in enumerate(rels[:n])]
+                    idle[order] += await latency(session, server, [u + "-idle" for u in urls])
+                    times, count = await latency_under_load(
+                        session, server, [u + "-load" for u in urls], f"{base}/scan/{{key}}/{args.scan_images}.html",
+                        args.scanners,
+                    )
+                    loaded[order] += times
+                    scanned[order] += count
+    finally:
+        for server in servers.values():
+            server.stop()
+        await runner.cleanup()
+    print(f"\nfairness: one-image requests, idle and while {args.scanners} clients scan pages of "
+          f"{args.scan_images} images back to back ({args.fairness_turns} turns of {n} requests per server)")
+    for order, label in (("fifo", "first in, first out (old)"), ("fair", "fair, round-robin (new)")):
+        print(f"  {label:26s} idle p50 {ms(idle[order], 50)} p95 {ms(idle[order], 95)}   under scans p50 "
+              f"{ms(loaded[order], 50)} p95 {ms(loaded[order], 95)}  ({scanned[order]} page images meanwhile)")
+    print(f"  under scans, fair / fifo : p50 {pct(loaded['fair'], 50) / pct(loaded['fifo'], 50):.2f}  "
+          f"p95 {pct(loaded['fair'], 95) / pct(loaded['fifo'], 95):.2f}")
+
+
+async def pdf_errors(args: argparse.Namespace, work: Path) -> None:
+    """Answer time of PDFs that fail, warm workers vs a fresh process per PDF (the old design)."""
+    broken = {
+        "empty body": b"",
+        "not a PDF": (SHARED_DATA / "docs" / "page-basic.html").read_bytes(),
+        "garbage after %PDF-": b"%PDF-1.7\n" + bytes(range(256)) * 20,
+        "encrypted": (SHARED_DATA / "docs" / "encrypted.pdf").read_bytes(),
+        "report.pdf (16 images, ok)": (SHARED_DATA / "docs" / "report.pdf").read_bytes(),
+    }
+    servers = {
+        "fresh process per PDF (old)": Server(work / "config-pdf0", args.device, free_port(), "pdf_workers=0"),
+        "warm workers (new)": Server(work / "config-pdf2", args.device, free_port(), "pdf_workers=2"),
+    }
+    times: dict[tuple[str, str], list[float]] = {}
+    try:
+        await asyncio.sleep(3)  # let the warm server's workers start, as they do after `medlens serve`
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+            for _ in range(args.pdf_error_runs):
+                for kind, data in broken.items():
+                    for label, server in servers.items():
+                        t0 = time.perf_counter()
+                        async with session.post(server.url + "/v1/classify/pdf", data=data,
+                                                headers={**server.headers, "Content-Type": "application/pdf"}) as resp:
+                            await resp.read()
+                        times.setdefault((kind, label), []).append(time.perf_counter() - t0)
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(f"\nPDF answer time, median of {args.pdf_error_runs} (ms):")
+    print(f"  {'':28s}" + "".join(f"{label:>30s}" for label in servers))
+    for kind in broken:
+        row = "".join(f"{1000 * statistics.median(times[(kind, label)]):30.1f}" for label in servers)
+        print(f"  {kind:28s}{row}")
+
+
+def ms(values: list[float], q: float) -> str:
+    return f"{1000 * pct(values, q):6.1f} ms"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 async def pdf_end_to_end(session: aiohttp.ClientSession, server: Server, data: bytes) -> tuple[float, int]:
@@ -200,12 +315,19 @@ async def run(args: argparse.Namespace) -> None:
 
     settings = Settings(device=args.device)
     rels = pick_real_images(args.images)
+    sections = set(args.only.split(",")) if args.only else {"main", "fairness", "pdf-errors"}
+    work = Path(tempfile.mkdtemp(prefix="medlens-bench-"))
+    if "fairness" in sections:
+        await fairness(args, rels, work)
+    if "pdf-errors" in sections:
+        await pdf_errors(args, work)
+    if "main" not in sections:
+        return
     site = TestSite()
     site.start()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    work = Path(tempfile.mkdtemp(prefix="medlens-bench-"))
     t = time.perf_counter()
     server = Server(work / "config", args.device, port)
     print(f"medlens serve ready in {time.perf_counter() - t:.1f}s on {server.url}")
@@ -289,6 +411,10 @@ def main() -> None:
     ap.add_argument("--baseline-images", type=int, default=200)
     ap.add_argument("--latency-requests", type=int, default=40)
     ap.add_argument("--scanners", type=int, default=4)
+    ap.add_argument("--scan-images", type=int, default=100, help="images per scanned page in the fairness section")
+    ap.add_argument("--fairness-turns", type=int, default=2, help="turns of FIFO then fair measurements")
+    ap.add_argument("--pdf-error-runs", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated sections: main, fairness, pdf-errors (default all)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--net-delay-ms", type=float, default=50.0, help="simulated web-host latency per image")
     asyncio.run(run(ap.parse_args()))

@@ -11,8 +11,10 @@ const ext = globalThis.browser ?? globalThis.chrome;
 const { TYPES, FROM_CONTENT, FROM_EXTENSION_PAGE } = MedLens.messages;
 const MENU_ID = "medlens-classify-image";
 const CONTENT_FILES = ["extension/lib/messages.js", "extension/content.js"];
+// Upper bounds per request; the server's own max_items (from /v1/health) lowers them.
 const MAX_URLS_PER_CALL = 64;
 const MAX_BYTES_PER_CALL = 16;
+const LIMITS_KEY = "server:limits";
 // Per-item errors after which the service worker reads the image itself (with the user's cookies)
 // and sends its bytes: the server could not reach it (login, intranet) or got a login page instead.
 const RETRY_AS_BYTES = new Set([
@@ -33,6 +35,64 @@ async function setTabState(tabId, state) {
 async function getTabState(tabId) {
   const got = await stateArea().get(stateKey(tabId));
   return got[stateKey(tabId)] || null;
+}
+
+// Each frame of a tab reports its own progress; their reports and the scan's end are merged into
+// the one tab state in order, per tab, so no report overwrites another's counts.
+const tabQueues = new Map();
+
+function inTabOrder(tabId, fn) {
+  const prev = tabQueues.get(tabId) || Promise.resolve();
+  const next = prev.then(fn, fn);
+  const tail = next.catch(() => {});
+  tabQueues.set(tabId, tail);
+  tail.then(() => {
+    if (tabQueues.get(tabId) === tail) tabQueues.delete(tabId);
+  });
+  return next;
+}
+
+const COUNT_KEYS = ["medical", "non-medical", "skipped", "error"];
+
+/** The tab's totals: the sum of what each of its frames found, classified and counted. */
+function withTotals(state) {
+  const frames = state.frames || {};
+  const counts = Object.fromEntries(COUNT_KEYS.map((k) => [k, 0]));
+  let found = 0;
+  let done = 0;
+  let watching = false;
+  for (const f of Object.values(frames)) {
+    found += f.found || 0;
+    done += f.done || 0;
+    watching = watching || !!f.watching;
+    for (const k of COUNT_KEYS) counts[k] += (f.counts && f.counts[k]) || 0;
+  }
+  return { ...state, found, done, counts, watching, frameCount: Object.keys(frames).length };
+}
+
+/** Merge frames' numbers into the tab state. `status`: a string, or a function of the merged
+ * frames (a frame's report says "done" only once no frame of the tab is still classifying). */
+function mergeFrames(tabId, url, frames, status) {
+  return inTabOrder(tabId, async () => {
+    const prev = (await getTabState(tabId)) || {};
+    const all = { ...(prev.frames || {}), ...frames };
+    const merged = withTotals({ ...prev, status: typeof status === "function" ? status(all) : status, url, frames: all });
+    await setTabState(tabId, merged);
+    await setActionBadge(tabId, merged);
+    return merged;
+  });
+}
+
+/* ---------------------------------------------------------------- the server's limits */
+
+async function rememberLimits(health) {
+  await stateArea().set({ [LIMITS_KEY]: MedLens.api.limitsOf(health) });
+}
+
+/** The limits the server reported at the last scan (its defaults until then). */
+async function knownLimits() {
+  const got = await stateArea().get(LIMITS_KEY);
+  return got[LIMITS_KEY] || MedLens.api.limitsOf(null);
 }
 
 async function setActionBadge(tabId, state) {
@@ -64,6 +124,23 @@ async function resolveTab(tab) {
   if (tab && typeof tab.id === "number" && typeof tab.url === "string") return tab;
   if (tab && typeof tab.id === "number") return ext.tabs.get(tab.id);
   throw new Error("no tab");
+}
+
+/** The content script in every frame of the tab, cross-origin iframes included (host permission
+ * <all_urls>); returns [{frameId, url}] of the frames that have it. */
+async function injectAllFrames(tabId) {
+  await ext.scripting.executeScript({ target: { tabId, allFrames: true }, files: CONTENT_FILES });
+  const found = await ext.scripting.executeScript({ target: { tabId, allFrames: true }, func: () => location.href });
+  return found
+    .filter((r) => r && Number.isInteger(r.frameId) && typeof r.result === "string" && !r.error)
+    .map((r) => ({ frameId: r.frameId, url: r.result }));
+}
+
+/** Frames a scan covers: the top one, and the others unless their own site is off or they hold
+ * something MedLens cannot scan (about:blank and srcdoc frames share their parent's origin). */
+function framesToScan(frames, offSites) {
+  return frames.filter((f) => f.frameId === 0 || /^about:(blank|srcdoc)/i.test(f.url)
+    || (isScannable(f.url) && !MedLens.settings.isSiteOff(f.url, offSites)));
 }
 
 async function ensureContent(tabId, frameId = 0) {
@@ -99,7 +176,7 @@ async function fetchImageBlob(src) {
   const resp = await fetch(src, { credentials: "include", cache: "force-cache" });
   if (!resp.ok) throw Object.assign(new Error(`HTTP ${resp.status}`), { code: "fetch_failed" });
   const blob = await resp.blob();
-  if (blob.size > MedLens.api.MAX_IMAGE_BYTES) throw Object.assign(new Error("image too large"), { code: "too_large" });
+  if (blob.size > (await knownLimits()).max_image_bytes) throw Object.assign(new Error("image too large"), { code: "too_large" });
   return blob;
 }
 
@@ -108,8 +185,9 @@ async function fetchImageBlob(src) {
 /** Classify bytes: items [{src, blob}] -> results in order (source is the original src). */
 async function classifyBlobs(s, items) {
   const out = [];
-  for (let i = 0; i < items.length; i += MAX_BYTES_PER_CALL) {
-    const chunk = items.slice(i, i + MAX_BYTES_PER_CALL);
+  const per = Math.max(1, Math.min(MAX_BYTES_PER_CALL, (await knownLimits()).max_items));
+  for (let i = 0; i < items.length; i += per) {
+    const chunk = items.slice(i, i + per);
     let results;
     try {
       results = await MedLens.api.classifyImages(s, chunk.map((it, j) => ({ blob: it.blob, name: uploadName(it.blob, i + j) })));
@@ -125,8 +203,9 @@ async function classifyBlobs(s, items) {
 /** URLs -> results; what the server cannot fetch is read here (or by the page) and sent as bytes. */
 async function classifyUrlsFor(s, urls, pageUrl, tabId, frameId) {
   const results = [];
-  for (let i = 0; i < urls.length; i += MAX_URLS_PER_CALL) {
-    const chunk = urls.slice(i, i + MAX_URLS_PER_CALL);
+  const per = Math.max(1, Math.min(MAX_URLS_PER_CALL, (await knownLimits()).max_items));
+  for (let i = 0; i < urls.length; i += per) {
+    const chunk = urls.slice(i, i + per);
     try {
       results.push(...(await MedLens.api.classifyUrls(s, chunk, pageUrl)));
     } catch (e) {
@@ -192,7 +271,8 @@ async function classifyDataUrls(s, items) {
 
 /* ---------------------------------------------------------------- the two entry points */
 
-/** What the toolbar click does: find the page's images, classify them, badge them, watch the page. */
+/** What the toolbar click does: find the images of every frame of the page (cross-origin iframes
+ * included), classify them, badge each in the frame that holds it, and watch the page. */
 async function scanTab(tab) {
   tab = await resolveTab(tab);
   const s = await MedLens.settings.load();
@@ -206,27 +286,47 @@ async function scanTab(tab) {
     await setTabState(tab.id, state);
     return state;
   }
-  await setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {} });
+  await inTabOrder(tab.id, () => setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {} }));
   const server = await MedLens.api.serverState(s);
   if (!server.ok) {
     const state = { status: "server", url: tab.url, server };
-    await setTabState(tab.id, state);
+    await inTabOrder(tab.id, () => setTabState(tab.id, state));
     await setActionBadge(tab.id, state);
     return state;
   }
+  await rememberLimits(server.health);
   try {
-    await ensureContent(tab.id);
-    const summary = await ext.tabs.sendMessage(
-      tab.id, { type: TYPES.SCAN_PAGE, settings: MedLens.settings.forContent(s) }, { frameId: 0 });
-    const state = { ...summary, status: "done", url: tab.url };
-    await setTabState(tab.id, state);
-    await setActionBadge(tab.id, state);
-    return state;
+    return await scanFrames(tab, s);
   } catch (e) {
     const state = { status: "failed", url: tab.url, message: `MedLens could not read this page: ${e.message}` };
     await setTabState(tab.id, state);
     return state;
   }
+}
+
+/** The content script in every frame, one SCAN_PAGE each (in parallel), their summaries merged
+ * into the tab state. Throws when the top frame does not answer. */
+async function scanFrames(tab, s) {
+  const frames = framesToScan(await injectAllFrames(tab.id), s.offSites);
+  const settings = MedLens.settings.forContent(s);
+  const replies = await Promise.all(frames.map((f) => ext.tabs
+    .sendMessage(tab.id, { type: TYPES.SCAN_PAGE, settings }, { frameId: f.frameId })
+    .then((summary) => [f.frameId, summary], () => [f.frameId, null])));
+  if (!replies.some(([frameId, summary]) => frameId === 0 && summary)) throw new Error("the page did not answer");
+  const done = {};
+  for (const [frameId, summary] of replies) {
+    if (summary && !summary.error) done[frameId] = { found: summary.found, done: summary.done, counts: summary.counts, watching: summary.watching };
+  }
+  return mergeFrames(tab.id, tab.url, done, "done");
+}
+
+/** A watched (already scanned) page loaded a new frame: scan every frame again (those scanned
+ * before find nothing new and answer at once), so a cross-origin iframe added later is covered. */
+async function scanNewFrames(tabId) {
+  const tab = await resolveTab(tabId);
+  const s = await MedLens.settings.load();
+  if (!isScannable(tab.url) || MedLens.settings.isSiteOff(tab.url, s.offSites)) return { status: "off" };
+  return scanFrames(tab, s);
 }
 
 /** What "Classify image" does: classify the right-clicked image and badge it. */
@@ -238,7 +338,7 @@ async function classifyImageInTab(tab, srcUrl, frameId = 0) {
   await ensureContent(tab.id, frameId);
   let result;
   if (/^https?:/i.test(srcUrl)) {
-    [result] = await classifyUrlsFor(s, [srcUrl], tab.url, tab.id, frameId);
+    [result] = await classifyUrlsFor(s, [srcUrl], tab.url, tab.id, frameId); // tab.url: the Referer-like page_url
   } else {
     // data:, blob: and other addresses the server cannot fetch: the page hands over the bytes
     let got = null;
@@ -283,7 +383,8 @@ function handleMessage(msg, sender) {
     case TYPES.CLASSIFY_URLS: {
       const urls = Array.isArray(msg.urls) ? msg.urls.filter((u) => typeof u === "string" && /^https?:/i.test(u)) : [];
       if (!urls.length || urls.length !== msg.urls.length) return Promise.resolve({ error: { code: "invalid_request", message: "urls" } });
-      return MedLens.settings.load().then((s) => classifyUrlsFor(s, urls, sender.tab.url, tabId, frameId)).then((results) => ({ results }));
+      const pageUrl = typeof sender.url === "string" && /^https?:/i.test(sender.url) ? sender.url : sender.tab.url; // the frame's own page
+      return MedLens.settings.load().then((s) => classifyUrlsFor(s, urls, pageUrl, tabId, frameId)).then((results) => ({ results }));
     }
     case TYPES.CLASSIFY_BYTES: {
       const items = Array.isArray(msg.items)
@@ -292,12 +393,15 @@ function handleMessage(msg, sender) {
       if (!items.length || items.length !== msg.items.length) return Promise.resolve({ error: { code: "invalid_request", message: "items" } });
       return MedLens.settings.load().then((s) => classifyDataUrls(s, items)).then((results) => ({ results }));
     }
+    case TYPES.FRAMES_CHANGED:
+      return scanNewFrames(tabId).then(() => ({ ok: true }));
     case TYPES.SCAN_PROGRESS: {
       const num = (v) => (Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
       const counts = {};
       for (const k of ["medical", "non-medical", "skipped", "error"]) counts[k] = num(msg.counts && msg.counts[k]);
-      const state = { status: msg.final ? "done" : "scanning", url: sender.tab.url, found: num(msg.found), done: num(msg.done), counts, watching: !!msg.watching };
-      return setTabState(tabId, state).then(() => setActionBadge(tabId, state)).then(() => ({ ok: true }));
+      const frame = { found: num(msg.found), done: num(msg.done), counts, watching: !!msg.watching, final: !!msg.final };
+      const status = (frames) => (Object.values(frames).every((f) => f.final !== false) ? "done" : "scanning");
+      return mergeFrames(tabId, sender.tab.url, { [frameId]: frame }, status).then(() => ({ ok: true }));
     }
     default:
       return null;

@@ -1,6 +1,8 @@
 /* MedLens content script: finds a page's images, asks the service worker to classify them and
  * draws badges in open shadow roots over them. It never talks to the server itself. Injected on
- * demand (toolbar, context menu, auto-scan) together with lib/messages.js; idempotent. */
+ * demand (toolbar, context menu, auto-scan) together with lib/messages.js, into every frame of the
+ * tab (cross-origin iframes included); idempotent. Each copy covers its own document, plus any
+ * same-origin child frame that has no copy of its own (e.g. one added after the scan started). */
 /* global MedLens */
 (() => {
   "use strict";
@@ -17,6 +19,10 @@
   const PARALLEL = 4; // requests in flight
   const RESCAN_MS = 250; // debounce of the MutationObserver
   const BADGE_TAG = "medlens-badge";
+  // Set on this frame's <html> so a same-origin parent leaves this document to this copy (the
+  // parent cannot see another frame's isolated world, only the shared DOM).
+  const FRAME_MARK = "data-medlens-frame";
+  if (document.documentElement) document.documentElement.setAttribute(FRAME_MARK, "");
 
   /** src -> {src, bytes, elements:Set, state: queued|pending|done, result} */
   const entries = new Map();
@@ -155,7 +161,7 @@
       } catch {
         inner = null;
       }
-      if (inner && inner.documentElement && visible(frame, true)) {
+      if (inner && inner.documentElement && !inner.documentElement.hasAttribute(FRAME_MARK) && visible(frame, true)) {
         watchDoc(inner);
         yield* candidates(inner);
       }
@@ -315,7 +321,8 @@
     }
     for (const frame of doc.querySelectorAll("iframe, frame")) {
       try {
-        if (frame.contentDocument) out.push(...findElements(src, frame.contentDocument));
+        const inner = frame.contentDocument;
+        if (inner && inner.documentElement && !inner.documentElement.hasAttribute(FRAME_MARK)) out.push(...findElements(src, inner));
       } catch {
         /* cross-origin */
       }
@@ -574,7 +581,18 @@
 
   function onLoadEvent(ev) {
     if (ev.target && (ev.target.tagName === "IMG" || ev.target.tagName === "IFRAME")) scheduleRescan();
+    if (ev.target && (ev.target.tagName === "IFRAME" || ev.target.tagName === "FRAME")) scheduleFramesChanged();
     scheduleLayout();
+  }
+
+  /** A frame (re)loaded in a watched page: the service worker puts a copy of this script in it
+   * (a cross-origin one cannot be reached from here) and has it scanned. Debounced. */
+  let framesTimer = 0;
+  function scheduleFramesChanged() {
+    clearTimeout(framesTimer);
+    framesTimer = setTimeout(() => {
+      ext.runtime.sendMessage({ type: TYPES.FRAMES_CHANGED }).catch(() => {});
+    }, RESCAN_MS);
   }
 
   function onMutations(list) {

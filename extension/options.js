@@ -70,6 +70,28 @@ async function testConnection() {
   $("server-command-row").hidden = !st.command;
 }
 
+/** One step: the code `medlens pair` printed -> the token, saved; then the connection is tested. */
+async function pairWithCode() {
+  const msg = $("pair-message");
+  msg.hidden = false;
+  msg.dataset.ok = "false";
+  const s = await save(); // the server address the code is for
+  if (!s) {
+    msg.textContent = "Fix the server address first.";
+    return;
+  }
+  msg.textContent = "Pairing…";
+  $("pair-button").disabled = true;
+  const out = await MedLens.pairing.pairWithCode($("pair-code").value);
+  $("pair-button").disabled = false;
+  msg.dataset.ok = String(out.ok);
+  msg.textContent = out.ok ? "Paired with the MedLens server." : out.message;
+  if (!out.ok) return;
+  $("pair-code").value = "";
+  fill(out.settings);
+  await testConnection();
+}
+
 async function main() {
   fill(await MedLens.settings.load());
   $("form").addEventListener("submit", (ev) => {
@@ -77,13 +99,19 @@ async function main() {
     save();
   });
   $("test").addEventListener("click", () => testConnection());
+  $("pair-button").addEventListener("click", () => pairWithCode());
+  $("pair-code").addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter") return;
+    ev.preventDefault(); // Enter pairs; it does not submit the whole form
+    pairWithCode();
+  });
   $("use-server-threshold").addEventListener("change", showThreshold);
   $("threshold").addEventListener("input", showThreshold);
   $("show-token").addEventListener("change", (ev) => {
     $("token").type = ev.target.checked ? "text" : "password";
   });
   for (const el of document.querySelectorAll("#form input, #form textarea")) {
-    if (el.id === "token" || el.id === "server-url" || el.id === "show-token") continue;
+    if (["token", "server-url", "show-token", "pair-code"].includes(el.id)) continue;
     el.addEventListener("change", () => save()); // preferences apply at once
   }
 }

@@ -8,6 +8,9 @@ const { TYPES } = MedLens.messages;
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let currentTabId = null;
+// The server's own limits (/v1/health `limits`); the shipped defaults until it has answered.
+let limits = MedLens.api.limitsOf(null);
+let serverChecked = null;
 
 /* ---------------------------------------------------------------- server state */
 
@@ -17,13 +20,45 @@ function showServer(st) {
   $("server-detail").textContent = st.detail || "";
   $("server-command").textContent = st.command || "";
   $("server-command-row").hidden = !st.command || st.ok;
+  const unpaired = st.state === "not_paired" || st.state === "wrong_token";
+  $("pair-form").hidden = !unpaired;
+  if (st.health && st.health.limits) showLimits(MedLens.api.limitsOf(st.health));
 }
 
-async function refreshServer() {
-  const s = await MedLens.settings.load();
-  const st = await MedLens.api.serverState(s);
-  showServer(st);
-  return st;
+function showLimits(next) {
+  limits = next;
+  $("file-limits").textContent =
+    `PDFs up to ${mb(limits.max_pdf_bytes)}, images up to ${mb(limits.max_image_bytes)}, ${limits.max_items} file${limits.max_items === 1 ? "" : "s"} per upload`;
+  $("file-limits").dataset.fromServer = String(limits.fromServer);
+}
+
+function refreshServer() {
+  serverChecked = (async () => {
+    const s = await MedLens.settings.load();
+    const st = await MedLens.api.serverState(s);
+    showServer(st);
+    return st;
+  })();
+  return serverChecked;
+}
+
+/* ---------------------------------------------------------------- pairing with a one-time code */
+
+async function pairFromForm(ev) {
+  ev.preventDefault();
+  const msg = $("pair-message");
+  $("pair-button").disabled = true;
+  msg.hidden = false;
+  msg.dataset.ok = "false";
+  msg.textContent = "Pairing…";
+  const out = await MedLens.pairing.pairWithCode($("pair-code").value);
+  $("pair-button").disabled = false;
+  msg.textContent = out.ok ? "Paired with the MedLens server." : out.message;
+  msg.dataset.ok = String(out.ok);
+  if (!out.ok) return;
+  $("pair-code").value = "";
+  const st = await refreshServer();
+  if (st.ok) startScan();
 }
 
 /* ---------------------------------------------------------------- scan of the active tab */
@@ -94,8 +129,10 @@ function fileMessage(text) {
   m.hidden = !text;
 }
 
+/** A size for people: MB from one MiB up, else kB (a small server limit must not read "0.0 MB"). */
 function mb(n) {
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return n >= 1024 ? `${Math.round(n / 1024)} kB` : `${n} bytes`;
 }
 
 function labelOf(r) {
@@ -180,19 +217,42 @@ function progress(fraction, phase) {
   }
 }
 
+/** Groups of image files that each fit one request: at most max_items files and max_body_bytes
+ * (with room for the multipart framing), so a large drop never gets a 413 as a whole. */
+function uploadGroups(images) {
+  const groups = [];
+  let group = [];
+  let bytes = 0;
+  const room = (n) => limits.max_body_bytes - 4096 - 512 * n;
+  for (const f of images) {
+    if (group.length && (group.length >= limits.max_items || bytes + f.size > room(group.length + 1))) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(f);
+    bytes += f.size;
+  }
+  if (group.length) groups.push(group);
+  return groups;
+}
+
 async function handleFiles(fileList) {
   const files = [...fileList];
   if (!files.length) return;
+  if (serverChecked) await serverChecked.catch(() => null); // the server's limits, once it has answered
   const problems = [];
   const pdfs = [];
   const images = [];
   for (const f of files) {
     const kind = MedLens.api.fileKind(f);
     if (kind === "pdf") {
-      if (f.size > MedLens.api.MAX_PDF_BYTES) problems.push(`${f.name} is too large (${mb(f.size)}); MedLens takes PDFs up to ${mb(MedLens.api.MAX_PDF_BYTES)}.`);
+      const cap = Math.min(limits.max_pdf_bytes, limits.max_body_bytes);
+      if (f.size > cap) problems.push(`${f.name} is too large (${mb(f.size)}); this MedLens server takes PDFs up to ${mb(cap)}.`);
       else pdfs.push(f);
     } else if (kind === "image") {
-      if (f.size > MedLens.api.MAX_IMAGE_BYTES) problems.push(`${f.name} is too large (${mb(f.size)}); MedLens takes images up to ${mb(MedLens.api.MAX_IMAGE_BYTES)}.`);
+      const cap = Math.min(limits.max_image_bytes, limits.max_body_bytes);
+      if (f.size > cap) problems.push(`${f.name} is too large (${mb(f.size)}); this MedLens server takes images up to ${mb(cap)}.`);
       else images.push(f);
     } else {
       problems.push(`${f.name} is not supported: drop a PDF or an image (PNG, JPEG, GIF, WebP, BMP, TIFF).`);
@@ -212,21 +272,24 @@ async function handleFiles(fileList) {
     }
   }
   if (images.length) {
+    const groups = uploadGroups(images);
+    const results = [];
     try {
-      progress(0, "upload");
-      const results = await MedLens.api.classifyImageFiles(s, images, progress);
+      for (const group of groups) {
+        progress(0, "upload");
+        results.push(...(await MedLens.api.classifyImageFiles(s, group, progress)));
+      }
       const thumbs = images.map((f) => URL.createObjectURL(f));
       const title = images.length === 1 ? images[0].name : `${images.length} images`;
-      renderResults(title, "", results.map((r, i) => ({ ...r, source: images[i].name })), thumbs, "images");
+      const sub = groups.length > 1 ? `${groups.length} uploads` : "";
+      renderResults(title, sub, results.map((r, i) => ({ ...r, source: images[i].name })), thumbs, "images");
     } catch (e) {
       errors.push(explain(images.length === 1 ? images[0].name : `${images.length} images`, e));
     }
   }
   $("upload-progress").hidden = true;
-  if (errors.length) {
-    fileMessage([...problems, ...errors].join(" "));
-    refreshServer();
-  }
+  fileMessage([...problems, ...errors].join(" ")); // what was left out stays said once the rest is done
+  if (errors.length) refreshServer();
 }
 
 function explain(name, e) {
@@ -270,6 +333,8 @@ async function main() {
   setupDrop();
   $("copy-command").addEventListener("click", () => navigator.clipboard.writeText($("server-command").textContent).catch(() => {}));
   $("rescan").addEventListener("click", () => startScan());
+  $("pair-form").addEventListener("submit", pairFromForm);
+  showLimits(limits);
   $("open-options").addEventListener("click", (ev) => {
     ev.preventDefault();
     ext.runtime.openOptionsPage();

@@ -69,7 +69,7 @@ async def test_health_reports_model_queue_and_pairing(api: Api, classifier: Clas
     resp = await api.client.get("/v1/health", headers=api.headers())
     assert resp.status == 200
     body = await resp.json()
-    assert set(body) == {"status", "version", "api", "model", "device", "queue", "token_required", "paired"}
+    assert set(body) == {"status", "version", "api", "model", "device", "queue", "limits", "token_required", "paired"}
     assert (body["status"], body["api"], body["token_required"], body["paired"]) == ("ok", 1, True, True)
     info = classifier.info
     assert body["model"] == {"backbone": info["backbone"], "head_sha256": info["head_sha256"], "threshold": info["threshold"]}
@@ -79,6 +79,27 @@ async def test_health_reports_model_queue_and_pairing(api: Api, classifier: Clas
     unpaired = await (await api.client.get("/v1/health", headers={"Origin": EXTENSION_ORIGIN})).json()
     wrong = await (await api.client.get("/v1/health", headers=api.headers(token="nope"))).json()
     assert unpaired["paired"] is False and wrong["paired"] is False
+    assert unpaired["model"] == body["model"]  # an unpaired extension still sees the state it must show
+
+
+async def test_health_reports_the_limits_a_client_must_respect(make_api: MakeApi) -> None:
+    api = await make_api(max_items=7, max_image_bytes=123_456, max_pdf_bytes=2_000_000, max_body_bytes=3_000_000)
+    limits = (await (await api.client.get("/v1/health", headers=api.headers())).json())["limits"]
+    assert limits["max_items"] == 7 and limits["max_image_bytes"] == 123_456
+    assert (limits["max_pdf_bytes"], limits["max_body_bytes"]) == (2_000_000, 3_000_000)
+    assert limits["max_pdf_pages"] == api.settings.max_pdf_pages and limits["max_page_images"] == api.settings.max_page_images
+    assert all(isinstance(v, int) and v > 0 for v in limits.values()), limits
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Sec-Fetch-Site": "cross-site"}])
+async def test_health_without_extension_token_or_page_tells_nothing_more_than_api_1(api: Api, headers: dict[str, str]) -> None:
+    """A web page can make the browser GET loopback without an Origin (an <img>, a no-cors
+    fetch); it must not learn the version, model or limits that fingerprint MedLens."""
+    resp = await api.client.get("/v1/health", headers=headers)
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok", "api": 1}
+    token_only = await (await api.client.get("/v1/health", headers=api.headers(origin=None))).json()
+    assert token_only["paired"] is True and "limits" in token_only  # the CLI with its token sees it all
 
 
 # ---------------------------------------------------------------- /v1/classify
@@ -192,7 +213,7 @@ async def test_malformed_classify_bodies(api: Api, body: Any, status: int, code:
 
 async def test_not_json_and_wrong_content_type(api: Api) -> None:
     resp = await api.client.post("/v1/classify", data=b"{not json", headers=api.headers(**{"Content-Type": "application/json"}))
-    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_request")
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_json")
     resp = await api.client.post("/v1/classify", data=b'{"urls": []}', headers=api.headers(**{"Content-Type": "text/plain"}))
     assert (resp.status, (await resp.json())["error"]["code"]) == (415, "unsupported_media_type")
 
@@ -365,7 +386,7 @@ async def test_damaged_pdf_answers_what_could_be_recovered(api: Api, docs_dir: P
 
 async def test_pdf_without_images(api: Api, docs_dir: Path) -> None:
     status, body = await _pdf(api, (docs_dir / "no-images.pdf").read_bytes())
-    assert (status, body) == (200, {"pages": 2, "images": 0, "truncated": False, "results": []})
+    assert (status, body) == (200, {"pages": 2, "images": 0, "truncated": False, "repaired": False, "results": []})
 
 
 async def test_oversize_pdf(make_api: MakeApi, docs_dir: Path) -> None:
@@ -484,7 +505,7 @@ async def test_no_token_mode(make_api: MakeApi, test_site: TestSite) -> None:
     resp = await api.client.post("/v1/classify", json={"urls": [img_url(test_site, XRAY)]})
     assert resp.status == 200
     assert_ok((await resp.json())["results"][0], "medical")
-    health = await (await api.client.get("/v1/health")).json()
+    health = await (await api.client.get("/v1/health", headers={"Origin": EXTENSION_ORIGIN})).json()
     assert (health["token_required"], health["paired"]) == (False, False)
 
 
@@ -563,7 +584,7 @@ async def test_full_queue_answers_503_with_retry_after(make_api: MakeApi, classi
     try:
         await asyncio.to_thread(gated.entered.wait, 10)
         for _ in range(200):  # the second image reaches the queue once downloaded and decoded
-            health = await (await api.client.get("/v1/health")).json()
+            health = await (await api.client.get("/v1/health", headers=api.headers())).json()
             if health["queue"]["depth"] == 1:
                 break
             await asyncio.sleep(0.02)
@@ -577,5 +598,5 @@ async def test_full_queue_answers_503_with_retry_after(make_api: MakeApi, classi
         gated.gate.set()
     results = await first
     assert [r["label"] for r in results] == ["medical", "non-medical", "medical"]
-    health = await (await api.client.get("/v1/health")).json()
+    health = await (await api.client.get("/v1/health", headers=api.headers())).json()
     assert health["queue"]["depth"] == 0

@@ -1,5 +1,6 @@
 """`medlens batch --engine ray` on real Ray (a two-node Cluster on this machine), the real model
-and real files: same rows as the local engine, spread over nodes, kill + --resume, bad inputs."""
+and real files: same rows as the local engine, spread over nodes, kill + --resume, bad inputs and
+a URL list from a loopback host, the output folder read back by Ray."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from medlens.settings import Settings
 
 import ray  # noqa: E402,F401  the 'scale' extra; scripts/setup.sh --dev installs it, so a missing Ray fails here
 
-# One node has 1 CPU: an actor reserving 0.75 leaves room for loading tasks, and two actors can
-# only fit on two different nodes.
-RAY = dict(engine="ray", cpus_per_worker=0.75, load_cpus=0.25, progress=False)
+# One node has 1 CPU: two actors of 1 CPU can only fit on two different nodes; the listing tasks
+# reserve no CPU, so they run beside them.
+RAY = dict(engine="ray", cpus_per_worker=1.0, progress=False)
 
 
 def ray_options(**changes: Any) -> BatchOptions:
@@ -33,15 +34,18 @@ def ray_options(**changes: Any) -> BatchOptions:
 @pytest.fixture(scope="module")
 def local_rows(batch_corpus: list[str], classifier, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("local")
-    run_batch([], out, Settings(), BatchOptions(progress=False, sources_per_part=32), sources=batch_corpus,
+    run_batch([], out, Settings(), BatchOptions(progress=False, sources_per_task=32), sources=batch_corpus,
               classifier=classifier)
     return read_rows(out)
 
 
 def test_ray_rows_equal_local_rows(ray_cluster, batch_corpus, local_rows, classifier, tmp_path: Path) -> None:
-    summary = run_batch([], tmp_path / "ray", Settings(), ray_options(workers=1, sources_per_part=32), sources=batch_corpus)
+    summary = run_batch([], tmp_path / "ray", Settings(), ray_options(workers=1, sources_per_task=32), sources=batch_corpus)
 
     rows = read_rows(tmp_path / "ray")
+    import ray.data
+
+    assert ray.data.read_parquet(str(tmp_path / "ray")).count() == len(rows)  # the folder is a dataset to Ray too
     assert_same_rows(local_rows, rows, classifier.threshold)
     assert len(rows) > len(batch_corpus)  # PDFs expanded into their images
     assert {r["source"] for r in rows} == set(batch_corpus)
@@ -53,7 +57,7 @@ def test_two_node_cluster_spreads_the_job(ray_cluster, batch_corpus, local_rows,
     import ray
 
     sources = batch_corpus[:60]
-    summary = run_batch([], tmp_path / "o", Settings(), ray_options(workers=2, sources_per_part=6, batch_size=2), sources=sources)
+    summary = run_batch([], tmp_path / "o", Settings(), ray_options(workers=2, sources_per_task=6, batch_size=2), sources=sources)
 
     alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(alive) == 2
@@ -73,8 +77,8 @@ def test_bad_inputs_become_error_rows(ray_cluster, bad_inputs, test_site, classi
         str(next((SHARED_DATA / "images").rglob("*.jpg"))),
     ]
     settings = Settings(allow_private=True)
-    summary = run_batch([], tmp_path / "ray", settings, ray_options(workers=1, sources_per_part=3), sources=sources)
-    run_batch([], tmp_path / "local", settings, BatchOptions(progress=False, sources_per_part=3), sources=sources,
+    summary = run_batch([], tmp_path / "ray", settings, ray_options(workers=1, sources_per_task=3), sources=sources)
+    run_batch([], tmp_path / "local", settings, BatchOptions(progress=False, sources_per_task=3), sources=sources,
               classifier=classifier)
 
     rows = read_rows(tmp_path / "ray")
@@ -96,8 +100,8 @@ def test_killed_run_then_resume_has_every_source_once(ray_cluster, classifier, t
     listing.write_text("\n".join(sources) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "medlens.cli", "batch", str(listing), "--out", str(out), "--engine", "ray",
-           "--address", ray_cluster.address, "--workers", "1", "--cpus-per-worker", "0.75",
-           "--sources-per-part", "4", "--batch-size", "4", "--no-progress"]
+           "--address", ray_cluster.address, "--workers", "1", "--cpus-per-worker", "1",
+           "--sources-per-task", "4", "--rows-per-part", "4", "--batch-size", "4", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "MEDLENS_CONFIG_DIR": str(tmp_path)})
     try:
@@ -115,7 +119,7 @@ def test_killed_run_then_resume_has_every_source_once(ray_cluster, classifier, t
     done_before = {r["source"] for r in before}
     assert 0 < len(done_before) < len(sources)
 
-    summary = run_batch([str(listing)], out, Settings(), ray_options(workers=1, sources_per_part=8, resume=True))
+    summary = run_batch([str(listing)], out, Settings(), ray_options(workers=1, sources_per_task=8, resume=True))
 
     rows = read_rows(out)
     assert summary["run"]["sources_skipped_done"] == len(done_before)
@@ -128,3 +132,33 @@ def test_killed_run_then_resume_has_every_source_once(ray_cluster, classifier, t
     assert len(pdf_rows) > 1 and len({r["page"] for r in pdf_rows}) >= 1
     assert not list(out.glob(TMP_PREFIX + "*"))
     assert summary["sources"] == len(sources) and summary["rows"] == len(rows)
+
+
+def test_url_list_from_a_loopback_host_on_ray(ray_cluster, corpus_host, classifier, tmp_path: Path) -> None:
+    good = sorted((SHARED_DATA / "images").rglob("*.jpg"))[:4]
+    urls = {
+        "ok": corpus_host.image_url(good[0]),
+        "ok_other": corpus_host.image_url(good[1]),
+        "retried": corpus_host.url(f"flaky/r/1/503/{good[2].relative_to(SHARED_DATA / 'images')}"),
+        "missing": corpus_host.url("img/no/such.jpg"),
+        "timeout": corpus_host.url("hang"),
+        "too_large": corpus_host.url("huge"),
+        "not_an_image": corpus_host.url("text"),
+    }
+    listing = tmp_path / "urls.csv"  # a .csv list: read by Ray's CSV reader, on the workers
+    listing.write_text("id,url\n" + "".join(f"{i},{u}\n" for i, u in enumerate(urls.values())), encoding="utf-8")
+    settings = Settings(allow_private=True, total_timeout_s=1.0, batch_fetch_retries=1, batch_retry_backoff_s=0.05,
+                        max_image_bytes=2 * 1024 * 1024)
+
+    summary = run_batch([str(listing)], tmp_path / "ray", settings, ray_options(workers=2, sources_per_task=2))
+
+    rows = read_rows(tmp_path / "ray")
+    assert sorted(r["source"] for r in rows) == sorted(urls.values())  # one row per URL
+    by_url = {r["source"]: r for r in rows}
+    code = {name: by_url[url]["error_code"] for name, url in urls.items()}
+    assert {name for name, url in urls.items() if by_url[url]["status"] == "ok"} == {"ok", "ok_other", "retried"}
+    assert corpus_host.hits["r"] == 2
+    assert code["missing"] == "fetch_failed" and "HTTP 404" in by_url[urls["missing"]]["error"]
+    assert code["timeout"] == "fetch_timeout" and code["too_large"] == "too_large"
+    assert code["not_an_image"] == "not_an_image"
+    assert summary["sources"] == len(urls) and summary["status"] == {"ok": 3, "error": 4}

@@ -18,6 +18,7 @@ from fixtures.data import image
 from medlens.errors import MedLensError
 from medlens.ingest.decode import decode_image
 from medlens.model.classifier import Classifier, Prediction
+from medlens.fairness import start_request
 from medlens.pipeline.batcher import MicroBatcher, QueueFull
 from medlens.settings import Settings
 
@@ -153,3 +154,69 @@ async def test_batched_answers_equal_direct_ones(classifier: Classifier) -> None
         batched = await asyncio.gather(*(batcher.classify(im) for im in images))
     assert [p.label for p in batched] == [p.label for p in direct] == ["medical", "non-medical", "medical", "non-medical"]
     assert [p.probability for p in batched] == pytest.approx([p.probability for p in direct], abs=1e-4)
+
+
+async def _one_request(batcher: MicroBatcher, tags: range) -> list[Prediction]:
+    """The images of one request, as the routes queue them: in a task marked as its own request."""
+    start_request()
+    return list(await asyncio.gather(*(batcher.classify(tagged(t)) for t in tags)))
+
+
+@pytest.mark.parametrize(("order", "batch_of_the_lone_image"), [("fair", 1), ("fifo", 5)])
+async def test_a_lone_image_is_not_queued_behind_a_scan(order: str, batch_of_the_lone_image: int) -> None:
+    """A right-click on one image while a page scan of 64 waits: round-robin puts it in the next
+    batch; first in, first out (kept as a switch, for benchmarks) made it wait for the whole scan."""
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    async with MicroBatcher(model, max_batch=16, max_wait_ms=0, queue_max=200, queue_order=order) as batcher:
+        first = asyncio.ensure_future(_one_request(batcher, range(900, 901)))
+        await asyncio.to_thread(model.entered.wait, 10)  # the model is busy
+        scan = asyncio.ensure_future(_one_request(batcher, range(100, 164)))
+        await asyncio.sleep(0.01)
+        lone = asyncio.ensure_future(_one_request(batcher, range(7, 8)))
+        await asyncio.sleep(0.01)
+        assert batcher.depth == 65
+        gate.set()
+        assert [p.probability for p in await lone] == [0.007]
+        assert [p.probability for p in await scan] == [t / 1000 for t in range(100, 164)]
+        await first
+    position = next(i for i, b in enumerate(model.batches) if 7 in b)
+    assert position == batch_of_the_lone_image
+    assert sorted(t for b in model.batches for t in b) == [7, *range(100, 164), 900]
+
+
+async def test_requests_take_turns_within_a_batch() -> None:
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    async with MicroBatcher(model, max_batch=6, max_wait_ms=0, queue_max=100) as batcher:
+        first = asyncio.ensure_future(_one_request(batcher, range(900, 901)))
+        await asyncio.to_thread(model.entered.wait, 10)
+        requests = [asyncio.ensure_future(_one_request(batcher, range(k * 10, k * 10 + 5))) for k in range(3)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(first, *requests)
+    assert model.batches[1] == [0, 10, 20, 1, 11, 21]  # one from each request in turn, in arrival order
+    assert model.batches[2] == [2, 12, 22, 3, 13, 23]
+
+
+async def test_a_cancelled_request_leaves_the_rotation() -> None:
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    async with MicroBatcher(model, max_batch=4, max_wait_ms=0, queue_max=100) as batcher:
+        first = asyncio.ensure_future(_one_request(batcher, range(900, 901)))
+        await asyncio.to_thread(model.entered.wait, 10)
+        doomed = asyncio.ensure_future(_one_request(batcher, range(0, 5)))
+        kept = asyncio.ensure_future(_one_request(batcher, range(10, 13)))
+        await asyncio.sleep(0.01)
+        doomed.cancel()
+        await asyncio.gather(doomed, return_exceptions=True)
+        assert batcher.depth == 3
+        gate.set()
+        await asyncio.gather(first, kept)
+    assert model.batches[1:] == [[10, 11, 12]]
+
+
+def test_an_unknown_queue_order_is_refused() -> None:
+    with pytest.raises(MedLensError) as info:
+        MicroBatcher(RecordingModel(), max_batch=1, max_wait_ms=0, queue_max=1, queue_order="lifo")
+    assert info.value.code == "invalid_request"

@@ -104,6 +104,39 @@ def test_failures_are_reported_after_everything_else(capsys: pytest.CaptureFixtu
     assert [rows[1]["label"], rows[7]["label"]] == ["medical", "non-medical"]
 
 
+def test_every_file_a_folder_walk_meets_gets_a_row(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
+    """A dangling link, an SVG, a named pipe and an unreadable file each get a row with their own
+    code; before, the first three were left out silently and I/O errors were called not_found."""
+    from fixtures.site import SVG
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copy(image(XRAY), folder / "a-xray.jpg")
+    (folder / "b-dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (folder / "c-drawing.svg").write_bytes(SVG)
+    os.mkfifo(folder / "d-pipe.png")
+    (folder / "e-notes.txt").write_text("not an input")
+    code, rows = classify_json(capsys, str(folder), "/proc/self/mem")
+    assert code == 1
+    got = [(Path(r["source"]).name, r["status"], r["error"] and r["error"]["code"]) for r in rows]
+    assert got == [
+        ("a-xray.jpg", "ok", None),
+        ("b-dangling.jpg", "error", "not_found"),
+        ("c-drawing.svg", "error", "unsupported_format"),
+        ("d-pipe.png", "error", "read_failed"),
+        ("mem", "error", "read_failed"),
+    ]
+    assert str(tmp_path / "nowhere.jpg") in rows[1]["error"]["message"]
+
+
+def test_a_damaged_pdf_says_it_was_repaired(capsys: pytest.CaptureFixture[str], config_dir: Path) -> None:
+    damaged = SHARED_DATA / "docs" / "malformed.pdf"
+    code, out, err = run_cli(capsys, "classify", "--json", "--no-progress", str(damaged))
+    rows = json.loads(out)
+    assert code == 0 and 0 < len(rows) < 16
+    assert f"{damaged} is damaged; only the {len(rows)} image(s) that could be recovered are listed" in err
+
+
 def test_tiny_images_are_skipped_not_failed(capsys: pytest.CaptureFixture[str], config_dir: Path, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -271,3 +304,72 @@ def test_serve_reports_a_taken_port(capsys: pytest.CaptureFixture[str], config_d
         port = taken.getsockname()[1]
         code, _, err = run_cli(capsys, "serve", "--port", str(port))
     assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+
+
+# ---------------------------------------------------------------- a config folder that cannot be written
+#
+# chmod does not stop root, so these make the folder really unwritable: a file where it should be,
+# or, in a private mount namespace of a child process (gone when it exits), a read-only bind mount
+# or a tmpfs of 4 KiB that is already full.
+
+
+@pytest.fixture(scope="session")
+def private_mounts() -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a read-only or full folder in a private namespace")
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a private mount namespace here (needs CAP_SYS_ADMIN): {probe.stderr.decode().strip()}")
+
+
+def medlens_in_namespace(setup: str, script: str) -> subprocess.CompletedProcess[str]:
+    """Run shell `setup` then `script` in a private mount namespace; `$MEDLENS` runs the CLI."""
+    env = {**os.environ, "MEDLENS": f"{sys.executable} -m medlens.cli"}
+    env.pop("MEDLENS_CONFIG_DIR", None)
+    return subprocess.run(["unshare", "-m", "sh", "-c", f"set -e; {setup}; set +e; {script}"],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def assert_blames_the_token(err: str, token_file: Path, cause: str) -> None:
+    assert "config_unwritable" in err and str(token_file) in err and cause in err, err
+    assert "Traceback" not in err and "cannot listen" not in err, err
+
+
+def test_token_when_the_config_folder_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    xdg = tmp_path / "xdg"
+    xdg.write_text("a file, not a folder")
+    monkeypatch.delenv("MEDLENS_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    code, out, err = run_cli(capsys, "token")
+    assert (code, out) == (1, "")
+    assert_blames_the_token(err, xdg / "medlens" / "token", f"{xdg} is a file, not a folder")
+
+
+def test_token_in_a_read_only_config_folder(private_mounts: None, tmp_path: Path) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    done = medlens_in_namespace(f"mount --bind -o ro {folder} {folder}", f"$MEDLENS --config-dir {folder} token")
+    assert done.returncode == 1 and done.stdout == "", done
+    assert_blames_the_token(done.stderr, folder / "token", "read-only")
+
+
+def test_token_on_a_full_disk_leaves_no_temporary_file(private_mounts: None, tmp_path: Path) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    done = medlens_in_namespace(
+        f"mount -t tmpfs -o size=4k tmpfs {folder}; dd if=/dev/zero of={folder}/filler bs=1024 count=64 2>/dev/null || true",
+        f"$MEDLENS --config-dir {folder} token; $MEDLENS --config-dir {folder} token; echo left:; ls -A {folder}",
+    )
+    assert done.stdout.split("left:", 1)[1].split() == ["filler"], done
+    assert done.stderr.count("config_unwritable") == 2, done.stderr
+    assert_blames_the_token(done.stderr, folder / "token", "no space left")
+
+
+def test_serve_with_a_read_only_config_folder_blames_the_token_not_the_socket(private_mounts: None, tmp_path: Path) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    done = medlens_in_namespace(f"mount --bind -o ro {folder} {folder}",
+                                f"$MEDLENS --config-dir {folder} serve --port {_free_port()}")
+    assert done.returncode == 1, done
+    assert_blames_the_token(done.stderr, folder / "token", "read-only")

@@ -29,6 +29,8 @@ from medlens.ingest.fetch import (
     check_address,
     check_url,
     decode_data_url,
+    is_local_name,
+    literal_ip,
 )
 from medlens.settings import Settings
 
@@ -379,6 +381,39 @@ async def test_literal_ip_urls_are_refused_before_connecting(url: str, connect_s
         err = await _code(fetcher, url)
     assert err.code == "address_not_allowed"
     assert connect_spy == [] and resolver.asked == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://localhost/", "http://localhost./", "http://LocalHost:8080/", "http://foo.localhost/",
+     "http://a.b.localhost./x.png", "http://127.1/", "http://0x7f.1/", "http://2130706433/", "http://017700000001/",
+     "http://10.1/"],
+)
+async def test_loopback_names_and_numeric_spellings_are_refused_without_a_lookup(url: str, connect_spy: list) -> None:
+    """RFC 6761: localhost and *.localhost are this machine whatever DNS says; `127.1` and friends
+    are addresses the C library would parse, never names to look up."""
+    resolver = MapResolver({})
+    async with Fetcher(Settings(), resolver=resolver) as fetcher:
+        err = await _code(fetcher, url)
+    assert err.code == "address_not_allowed"
+    assert connect_spy == [] and resolver.asked == []
+
+
+@pytest.mark.parametrize(("host", "local"), [("localhost", True), ("LOCALHOST.", True), ("x.localhost", True),
+                                             ("localhost.example.org", False), ("mylocalhost", False),
+                                             ("localhost-cdn.test", False)])
+def test_is_local_name(host: str, local: bool) -> None:
+    assert is_local_name(host) is local
+
+
+@pytest.mark.parametrize(("host", "ip"), [("127.1", "127.0.0.1"), ("0x7f.0.0.1", "127.0.0.1"), ("2130706433", "127.0.0.1"),
+                                          ("10.1", "10.0.0.1"), ("1.2.3.4", "1.2.3.4"), ("example.org", None),
+                                          ("1.2.3.4.5", None), ("0x7g.1", None)])
+def test_literal_ip_reads_what_the_c_library_would(host: str, ip: str | None) -> None:
+    from yarl import URL
+
+    got = literal_ip(URL(f"http://{host}/"))
+    assert (str(got) if got else None) == ip
 
 
 async def test_local_site_is_off_limits_without_allow_private(test_site: TestSite, connect_spy: list) -> None:

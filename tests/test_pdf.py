@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from io import BytesIO
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fixtures.data import image
+from fixtures.processes import extraction_children
 from medlens.errors import MedLensError
 from medlens.ingest.pdf import PdfExtraction, PdfImage, extract_pdf_images, extract_pdf_images_limited
 from medlens.settings import Settings
@@ -207,22 +207,6 @@ async def test_limited_extraction_reports_child_errors(docs_dir: Path, settings:
     assert info.value.code == "pdf_encrypted"
 
 
-def _extraction_children() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"medlens.ingest.pdf" in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 async def test_time_limit_kills_the_extraction(docs_dir: Path, settings: Settings) -> None:
     import asyncio
 
@@ -232,4 +216,4 @@ async def test_time_limit_kills_the_extraction(docs_dir: Path, settings: Setting
         await extract_pdf_images_limited(_read(docs_dir, "many-images.pdf"), settings.replace(pdf_time_limit_s=0.05))
     assert info.value.code == "pdf_timeout"
     assert loop.time() - start < 3
-    assert _extraction_children() == []
+    assert extraction_children() == []

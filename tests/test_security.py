@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from medlens.errors import MedLensError
 from medlens.serve import security
 from medlens.serve.security import (
     bearer_token,
@@ -114,3 +115,14 @@ def test_host_allowed(host: str | None, ok: bool) -> None:
 def test_origin_allowed(origin: str | None, ok: bool) -> None:
     assert origin_allowed(origin) is ok
     assert is_extension_origin(origin) is (ok and origin is not None)
+
+
+def test_a_file_where_the_config_folder_should_be_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "config"
+    blocker.write_text("not a folder")
+    for where in (blocker, blocker / "medlens"):
+        with pytest.raises(MedLensError) as info:
+            load_or_create_token(where)
+        assert info.value.code == "config_unwritable"
+        assert str(where / "token") in info.value.message and f"{blocker} is a file" in info.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config"]

@@ -8,10 +8,14 @@
   const API_VERSION = 1;
   const HEALTH_TIMEOUT_MS = 4000;
   const CLASSIFY_TIMEOUT_MS = 180000;
-  // The server's default caps (Settings.max_pdf_bytes / max_image_bytes): checked before uploading
-  // so an oversize file gets a clear message at once; the server checks again (413).
-  const MAX_PDF_BYTES = 64 * 1024 * 1024;
-  const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
+  // Only for a server too old to report its `limits` in /v1/health (the values MedLens shipped
+  // with). A current server's own limits always win: see limitsOf().
+  const FALLBACK_LIMITS = Object.freeze({
+    max_image_bytes: 20 * 1024 * 1024,
+    max_pdf_bytes: 64 * 1024 * 1024,
+    max_body_bytes: 64 * 1024 * 1024,
+    max_items: 256,
+  });
   const IMAGE_TYPES = Object.freeze(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"]);
   const IMAGE_EXT = /\.(png|jpe?g|gif|webp|bmp|tiff?)$/i;
 
@@ -71,6 +75,30 @@
 
   function health(s) {
     return request(s, "/v1/health", { method: "GET" }, HEALTH_TIMEOUT_MS);
+  }
+
+  /** What a client must respect, from /v1/health's `limits` (positive integers only; a missing
+   * or odd value falls back to the shipped default, never to "no limit"). */
+  function limitsOf(h) {
+    const given = (h && typeof h.limits === "object" && h.limits) || {};
+    const out = {};
+    for (const [key, fallback] of Object.entries(FALLBACK_LIMITS)) {
+      const v = given[key];
+      out[key] = Number.isInteger(v) && v > 0 ? v : fallback;
+    }
+    out.fromServer = Object.keys(FALLBACK_LIMITS).every((k) => Number.isInteger(given[k]) && given[k] > 0);
+    return Object.freeze(out);
+  }
+
+  /** Trade a one-time code from `medlens pair` for the token (POST /v1/pair, extension Origin). */
+  async function pair(s, code) {
+    const out = await request(s, "/v1/pair", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code }),
+    }, HEALTH_TIMEOUT_MS);
+    if (!out || typeof out.token !== "string" || !out.token) throw new ApiError("old_server", "The server did not answer with a token.");
+    return out.token;
   }
 
   async function classifyUrls(s, urls, pageUrl) {
@@ -178,7 +206,9 @@
       return { state: "old_server", ok: false, health: h, title: "MedLens server is too old", detail: `Server version ${(h && h.version) || "unknown"} speaks API v${(h && h.api) ?? 0}; this extension needs v${API_VERSION}. Update MedLens, then restart it:`, command: serve };
     if (h.api > API_VERSION)
       return { state: "old_extension", ok: false, health: h, title: "MedLens extension is too old", detail: `Server ${h.version} speaks API v${h.api}; update the extension.`, command: "" };
-    if (h.token_required && !h.paired)
+    // A server answers only {status, api} to a request it cannot tell from a web page's (an
+    // unpaired extension's GET carries neither Origin nor token): that is "not paired" too.
+    if (h.paired !== true && h.token_required !== false)
       return { state: s.token ? "wrong_token" : "not_paired", ok: false, health: h, ...pairingText(s) };
     return {
       state: "ok", ok: true, health: h, title: "Connected",
@@ -189,12 +219,12 @@
 
   function pairingText(s) {
     return s.token
-      ? { title: "Wrong pairing token", detail: "The server refused the saved token. Print the current one and paste it in MedLens options:", command: "medlens token" }
-      : { title: "Not paired with the server", detail: "Print the server's token and paste it in MedLens options:", command: "medlens token" };
+      ? { title: "Wrong pairing token", detail: "The server refused the saved token. Pair again: run this in a terminal and type the code it prints below.", command: "medlens pair" }
+      : { title: "Not paired with the server", detail: "Run this in a terminal and type the code it prints below.", command: "medlens pair" };
   }
 
   ns.api = Object.freeze({
-    API_VERSION, MAX_PDF_BYTES, MAX_IMAGE_BYTES, ApiError, health, classifyUrls, classifyImages, classifyPdf,
+    API_VERSION, FALLBACK_LIMITS, ApiError, health, limitsOf, pair, classifyUrls, classifyImages, classifyPdf,
     classifyImageFiles, applyThreshold, fileKind, serverState,
   });
 })();

@@ -18,10 +18,11 @@
     CLASSIFY_URLS: "medlens:classify-urls", // {items: [{src}], pageUrl}
     CLASSIFY_BYTES: "medlens:classify-bytes", // {items: [{src, dataUrl}]}
     SCAN_PROGRESS: "medlens:scan-progress", // {found, done, counts, watching}
+    FRAMES_CHANGED: "medlens:frames-changed", // a watched page loaded a new frame: cover it too
   });
 
   // Who may send what. The service worker answers content scripts only for these types.
-  const FROM_CONTENT = Object.freeze([TYPES.CLASSIFY_URLS, TYPES.CLASSIFY_BYTES, TYPES.SCAN_PROGRESS]);
+  const FROM_CONTENT = Object.freeze([TYPES.CLASSIFY_URLS, TYPES.CLASSIFY_BYTES, TYPES.SCAN_PROGRESS, TYPES.FRAMES_CHANGED]);
   const FROM_EXTENSION_PAGE = Object.freeze([TYPES.SCAN_TAB]);
   const TO_CONTENT = Object.freeze([TYPES.PING, TYPES.SCAN_PAGE, TYPES.BADGE_IMAGE, TYPES.GET_IMAGE_BYTES]);
   const ALL = Object.freeze(Object.values(TYPES));

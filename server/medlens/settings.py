@@ -45,6 +45,8 @@ class Settings:
     port: int = _doc("TCP port of the server.", 8377)
     token_required: bool = _doc("Require `Authorization: Bearer <token>` on classify routes.", True)
     allow_private: bool = _doc("Let the server fetch loopback/private/link-local addresses (SSRF guard off).", False)
+    pairing_ttl_s: float = _doc("Seconds a `medlens pair` code stays valid (short: it stands in for the token).", 120.0)
+    pairing_attempts: int = _doc("Tries, right or wrong, one `medlens pair` code allows before it is spent.", 5)
     # model
     device: str = _doc("Where the feature extractor runs: auto (CUDA when onnxruntime-gpu is installed), cpu or cuda.", "auto")
     model_dir: str = _doc("Folder with the feature extractor, heads and model card; empty = the shipped model.", "")
@@ -55,6 +57,9 @@ class Settings:
     queue_max: int = _doc("Most images waiting for the model; beyond it requests get 503 queue_full.", 512)
     retry_after_s: int = _doc("Seconds a client is told to wait (Retry-After) when the queue is full.", 2)
     decode_workers: int = _doc("Threads decoding images off the event loop; 0 = min(4, CPU count).", 0)
+    queue_order: str = _doc("Order waiting work (downloads, decoding, the model queue) is served in: fair (requests "
+                            "take turns, so one image never waits behind a page scan) or fifo (first in, first out).",
+                            "fair")
     # fetching
     fetch_concurrency: int = _doc("Most downloads in flight at once, all hosts together.", 32)
     fetch_per_host: int = _doc("Most downloads in flight to one host.", 6)
@@ -68,19 +73,41 @@ class Settings:
     min_side: int = _doc("Images whose shorter side is below this many pixels are skipped as too small.", 16)
     max_items: int = _doc("Most URLs or files in one request.", 256)
     max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)
+    max_json_depth: int = _doc("Deepest nesting of arrays/objects in a JSON body (a valid one needs 3); deeper is "
+                               "400 invalid_json.", 32)
     max_pdf_bytes: int = _doc("Largest PDF accepted, in bytes.", 64 * 1024 * 1024)
     max_pdf_pages: int = _doc("Most PDF pages scanned; later pages are left out and flagged truncated.", 300)
     max_pdf_images: int = _doc("Most PDF images classified; later ones are left out and flagged truncated.", 500)
     pdf_time_limit_s: float = _doc("Seconds one PDF's extraction may take before pdf_timeout.", 60.0)
+    pdf_workers: int = _doc("Warm PDF extraction processes kept ready (each killed at pdf_time_limit_s); more PDFs "
+                            "at once wait for one to be free. 0 = a fresh process per PDF (about 1 s more each).", 2)
+    pdf_worker_max_jobs: int = _doc("PDFs one extraction process handles before it is replaced by a fresh one "
+                                    "(bounds what a hostile file can leave behind in it).", 50)
     max_html_bytes: int = _doc("Largest HTML page fetched for page scans, in bytes.", 5 * 1024 * 1024)
     max_page_images: int = _doc("Most images classified from one web page.", 200)
     cache_entries: int = _doc("Results kept in the URL / content-hash result cache.", 4096)
     thumbnail_side: int = _doc("Longest side of PDF image thumbnails, in pixels.", 160)
     # batch (`medlens batch`)
-    batch_workers: int = _doc("`medlens batch`: loading threads (local engine) or classifier actors (Ray engine).", 2)
-    batch_cpus_per_worker: float = _doc("`medlens batch --engine ray`: CPUs each classifier actor reserves (and its torch threads).", 1.0)
-    batch_gpus_per_worker: float = _doc("`medlens batch --engine ray`: GPUs each classifier actor reserves; 0 = CPU only.", 0.0)
-    batch_sources_per_part: int = _doc("`medlens batch`: sources loaded per task; each Parquet part holds at most this many.", 64)
+    batch_workers: int = _doc("`medlens batch`: local engine: batches loading ahead of the model (0 = 2); Ray engine: "
+                              "most actors (0 = as many as the cluster's CPUs, or GPUs, hold).", 0)
+    batch_cpus_per_worker: float = _doc("`medlens batch --engine ray`: CPUs each actor reserves (it loads and "
+                                        "classifies; its model threads).", 1.0)
+    batch_gpus_per_worker: float = _doc("`medlens batch --engine ray`: GPUs each actor reserves; 0 = CPU only, "
+                                        "a fraction shares a GPU between actors.", 0.0)
+    batch_sources_per_task: int = _doc("`medlens batch`: sources one loading call reads, fetches and decodes together "
+                                       "(a Ray task's or actor call's share of the work).", 64)
+    batch_rows_per_part: int = _doc("`medlens batch`: rows gathered before a Parquet part is written (whole sources "
+                                    "only; a killed run redoes at most this many rows per part in flight).", 10_000)
+    batch_fetch_concurrency: int = _doc("`medlens batch`: downloads in flight per loading worker, all hosts together.", 64)
+    batch_fetch_per_host: int = _doc("`medlens batch`: downloads in flight per loading worker to one host "
+                                     "(politeness; a corpus spread over many hosts is fetched fastest).", 8)
+    batch_fetch_retries: int = _doc("`medlens batch`: retries of a download that got HTTP 429 or 5xx or timed out.", 2)
+    batch_retry_backoff_s: float = _doc("`medlens batch`: wait before the first retry; doubled each time, plus up to "
+                                        "50 % jitter. A Retry-After header is honoured up to batch_retry_max_wait_s.", 0.5)
+    batch_retry_max_wait_s: float = _doc("`medlens batch`: longest wait between two tries of one download.", 30.0)
+    batch_actor_start_timeout_s: float = _doc("`medlens batch --engine ray`: seconds to wait for every actor to have "
+                                              "its model loaded before work is handed out (so it is spread over all "
+                                              "of them); 0 = hand out work as actors come up.", 600.0)
     # paths
     config_dir: str = _doc("Folder for the token file and config.toml; empty = per-user default.", "")
     cache_dir: str = _doc("Folder for the training feature cache; empty = per-user default.", "")

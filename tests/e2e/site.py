@@ -5,6 +5,9 @@
     /private/<rel>       an image of shared/data/images only for a browser that has the session
                          cookie (403 otherwise): an image "behind the user's login"
     /files/<name>        bytes registered by a test (`site.add_file`), with their content type
+
+The same routes answer on a second loopback origin, `site.other_base` (127.0.0.2, another site
+to the browser), for cross-origin iframes: `site.other(url)` moves a URL there.
 """
 
 from __future__ import annotations
@@ -31,14 +34,25 @@ class Site:
         self.port = self._srv.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._srv.serve_forever, name="e2e-site", daemon=True)
+        self._other = _Server(("127.0.0.2", 0), handler)
+        self._other.daemon_threads = True
+        self.other_base = f"http://127.0.0.2:{self._other.server_address[1]}"
+        self._other_thread = threading.Thread(target=self._other.serve_forever, name="e2e-site-2", daemon=True)
 
     def start(self) -> "Site":
         self._thread.start()
+        self._other_thread.start()
         return self
 
     def stop(self) -> None:
-        self._srv.shutdown()
-        self._srv.server_close()
+        for srv in (self._srv, self._other):
+            srv.shutdown()
+            srv.server_close()
+
+    def other(self, url: str) -> str:
+        """The same resource from the second origin (127.0.0.2): cross-site for the browser."""
+        assert url.startswith(self.base), url
+        return self.other_base + url[len(self.base):]
 
     def add_page(self, name: str, html: str) -> str:
         self.pages[name] = html

@@ -30,7 +30,7 @@ def test_pairing_flow_and_preferences(context, sw, ext_id, server, reports_dir):
     opts.fill("#token", "wrong-token")
     opts.click("#test")
     expect(opts.locator("#connection")).to_have_attribute("data-state", "wrong_token")
-    expect(opts.locator("#server-command")).to_have_text("medlens token")
+    expect(opts.locator("#server-command")).to_have_text("medlens pair")
     # no token at all
     opts.fill("#token", "")
     opts.click("#test")

@@ -94,7 +94,7 @@ def test_image_files_unsupported_and_oversize(context, ext_id, paired, tmp_path,
     with open(big, "wb") as fh:
         fh.truncate(65 * 1024 * 1024)
     popup.set_input_files("#file", files=[str(big)])
-    expect(popup.locator("#file-message")).to_contain_text("huge.pdf is too large (65.0 MB); MedLens takes PDFs up to 64.0 MB.")
+    expect(popup.locator("#file-message")).to_contain_text("huge.pdf is too large (65.0 MB); this MedLens server takes PDFs up to 64.0 MB.")
     expect(popup.locator("#results .result")).to_have_count(2)
     popup.screenshot(path=str(reports_dir / "popup-images.png"), full_page=True)
     popup.close()

@@ -1,12 +1,16 @@
-"""`medlens batch`: the same classifier over a whole corpus, written as Parquet parts.
+"""`medlens batch`: the same classifier over a whole corpus, written as a Parquet dataset folder.
 
-    inputs.py      INPUTs (folders, files, PDFs, .txt/.csv/.parquet lists) -> sources
-    work.py        per-source loading (read/fetch, decode, PDF expansion) and classification: the
-                   one code path both engines run
-    output.py      row schema, atomic Parquet parts, resume, summary.json
-    local.py       the in-process engine (no Ray)
-    ray_engine.py  the Ray Data engine (imports Ray; needs `pip install medlens[scale]`)
+    inputs.py       INPUTs (folders, files, PDFs, .txt/.csv/.parquet lists) -> sources, streamed
+    keys.py         which sources were seen, in 8 bytes a source (resume, de-duplication)
+    fetching.py     downloads as a crawler: the server's Fetcher plus retries with backoff
+    loading.py      sources -> image rows for one worker (read/fetch, decode, PDF expansion);
+                    imports neither the model nor the web layer
+    classifying.py  image rows -> classified rows
+    output.py       row schema, atomic Parquet parts, resume, _summary.json and _SUCCESS
+    local.py        the in-process engine (no Ray)
+    ray_engine.py   the Ray Data engine (imports Ray; needs `pip install medlens[scale]`)
+    job.py          run_batch: inputs -> engine -> folder
 
-Nothing here is a scheduler of its own: the local engine is a loop, the Ray engine hands the
-stages to Ray Data's streaming executor.
+Nothing here is a scheduler of its own: the local engine is a loop beside one loader thread, the
+Ray engine hands the stages to Ray Data's streaming executor.
 """

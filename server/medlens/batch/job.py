@@ -1,4 +1,4 @@
-"""`run_batch`: sources -> engine -> parts -> summary.json; what `medlens batch` calls."""
+"""`run_batch`: sources -> engine -> parts -> _summary.json and _SUCCESS; what `medlens batch` calls."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from medlens.batch.inputs import expand_inputs
-from medlens.batch.output import PartWriter, prepare_dir, require_pyarrow, write_summary
+from medlens.batch.inputs import iter_sources
+from medlens.batch.output import PartWriter, mark_success, prepare_dir, require_pyarrow, write_summary
 from medlens.errors import MedLensError
 from medlens.settings import Settings
 
@@ -25,36 +25,38 @@ class BatchOptions:
     engine: str = "local"
     address: str | None = None        # Ray cluster to join; None starts Ray on this machine
     batch_size: int | None = None     # images per forward pass (default settings.max_batch)
-    workers: int | None = None        # local: loading threads; ray: classifier actors (default settings.batch_workers)
-    cpus_per_worker: float | None = None   # ray: CPUs each classifier actor reserves
-    gpus_per_worker: float | None = None   # ray: GPUs each classifier actor reserves (0: CPU)
-    # ray: CPUs each fetch/decode task reserves. Not the actors' figure, else Ray Data fuses the
-    # loading into the actors and a slow download stalls a model.
-    load_cpus: float = 0.5
-    sources_per_part: int | None = None    # sources per loading batch, so per Parquet part at most
+    # local: batches loading ahead of the model; ray: most classifier actors (default: as many as fit)
+    workers: int | None = None
+    cpus_per_worker: float | None = None   # ray: CPUs each actor reserves (and its model threads)
+    gpus_per_worker: float | None = None   # ray: GPUs each actor reserves (0: CPU; fractions share a GPU)
+    load_in: str = "actors"           # ray: "actors" load beside the model; "tasks" decode apart and ship pixels
+    load_cpus: float = 0.5            # ray, load_in="tasks": CPUs each load task reserves
+    sources_per_task: int | None = None    # sources per loading call
+    rows_per_part: int | None = None       # rows gathered per Parquet part
     threshold: float | None = None
     resume: bool = False
     progress: bool = True
 
     def resolved(self, settings: Settings) -> "BatchOptions":
-        batch = self.batch_size or settings.max_batch
         return BatchOptions(**{
             **asdict(self),
-            "batch_size": batch,
-            "workers": self.workers or settings.batch_workers,
+            "batch_size": self.batch_size or settings.max_batch,
+            "workers": self.workers or settings.batch_workers or (None if self.engine == "ray" else 2),
             "cpus_per_worker": self.cpus_per_worker if self.cpus_per_worker is not None else settings.batch_cpus_per_worker,
             "gpus_per_worker": self.gpus_per_worker if self.gpus_per_worker is not None else settings.batch_gpus_per_worker,
-            "sources_per_part": self.sources_per_part or settings.batch_sources_per_part,
+            "sources_per_task": self.sources_per_task or settings.batch_sources_per_task,
+            "rows_per_part": self.rows_per_part or settings.batch_rows_per_part,
         })
 
 
 def run_batch(
     inputs: Sequence[str], out: str | Path, settings: Settings, options: BatchOptions | None = None,
-    *, sources: Sequence[str] | None = None, classifier: Any = None,
+    *, sources: Sequence[str] | None = None, classifier: Any = None, on_progress: Callable[[int], Any] | None = None,
 ) -> dict[str, Any]:
     """Classify every source of `inputs` (or the given `sources`) into `out`; returns the summary.
 
-    `classifier` (local engine only) reuses a loaded Classifier instead of loading one."""
+    `classifier` (local engine only) reuses a loaded Classifier instead of loading one;
+    `on_progress` is called with the number of sources each step completed (benchmarks time it)."""
     opts = (options or BatchOptions()).resolved(settings)
     if opts.engine not in ENGINES:
         raise MedLensError("invalid_request", f"unknown engine {opts.engine!r}: use one of {', '.join(ENGINES)}")
@@ -64,31 +66,35 @@ def run_batch(
 
         require_ray()  # fail before any work when Ray is missing
     out = Path(out)
-    all_sources = list(sources) if sources is not None else expand_inputs(inputs)
     done = prepare_dir(out, resume=opts.resume)
-    todo = [s for s in all_sources if s not in done]
-    writer = PartWriter(out)
-    progress = tqdm(total=len(todo), unit="source", file=sys.stderr, disable=not opts.progress or None,
-                    dynamic_ncols=True, desc=f"medlens batch ({opts.engine})")
+    writer = PartWriter(out, opts.rows_per_part)
+    progress = tqdm(total=len(sources) if sources is not None else None, unit="source", file=sys.stderr,
+                    disable=not opts.progress or None, dynamic_ncols=True, desc=f"medlens batch ({opts.engine})")
     started = time.perf_counter()
-    extra: dict[str, Any] = {}
+
+    def on_done(count: int) -> None:
+        progress.update(count)
+        if on_progress is not None:
+            on_progress(count)
+
     with progress:
-        if todo:
-            if opts.engine == "local":
-                from medlens.batch.local import run_local
+        if opts.engine == "local":
+            from medlens.batch.local import run_local
 
-                extra = run_local(todo, settings, writer, opts, progress.update, classifier=classifier)
-            else:
-                from medlens.batch.ray_engine import run_ray
+            stream = iter(sources) if sources is not None else iter_sources(inputs)
+            extra = run_local(stream, settings, writer, opts, on_done, done=done, classifier=classifier)
+        else:
+            from medlens.batch.ray_engine import run_ray
 
-                extra = run_ray(todo, settings, writer, opts, progress.update)
+            extra = run_ray(inputs, sources, settings, writer, opts, on_done, done=done)
     wall = time.perf_counter() - started
     if writer.incomplete:
         raise MedLensError("internal", f"{writer.incomplete} source(s) came back with missing rows")
     run = {
         "engine": opts.engine,
-        "sources_total": len(all_sources),
-        "sources_skipped_done": len(all_sources) - len(todo),
+        "sources_total": writer.sources + writer.skipped_done + writer.duplicates,
+        "sources_skipped_done": writer.skipped_done,
+        "sources_duplicate": writer.duplicates,
         "sources": writer.sources,
         "rows": writer.rows,
         "parts": writer.parts,
@@ -100,7 +106,6 @@ def run_batch(
         "nodes": dict(writer.nodes),
         **extra,
     }
-    return write_summary(out, run)
-
-
-ProgressFn = Callable[[int], Any]
+    summary = write_summary(out, run)
+    mark_success(out)
+    return summary

@@ -1,45 +1,65 @@
-"""The in-process engine: no Ray. Loading threads feed one Classifier in this process.
+"""The in-process engine: no Ray. One Loader fetches and decodes while this thread classifies.
 
-Same per-batch code as the Ray engine (`work.load_sources`, `work.classify_rows`), and the same
-ingestion and model as `medlens classify`. Memory is bounded: at most `workers + 1` loading
-batches of `sources_per_part` sources are in flight.
+Same per-batch code as the Ray engine (`Loader`, `classify_rows`), and the same ingestion and
+model as `medlens classify`. Sources are streamed from the inputs in batches of
+`sources_per_task`; at most `workers + 1` batches are loading at once, so memory is bounded by
+what is in flight, not by the corpus.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from concurrent.futures import Future
+from itertools import islice
+from typing import Any, Callable, Iterator
 
+from medlens.batch.classifying import classify_rows, label_rows, model_name
+from medlens.batch.keys import SourceKeys
+from medlens.batch.loading import Loader, Row, done_row
 from medlens.batch.output import PartWriter
-from medlens.batch.work import classify_rows, load_sources, model_name
-from medlens.model.classifier import Classifier
 from medlens.settings import Settings
 
 
 def run_local(
-    sources: list[str], settings: Settings, writer: PartWriter, opts: Any, on_done: Callable[[int], Any],
-    *, classifier: Classifier | None = None,
+    sources: Iterator[str], settings: Settings, writer: PartWriter, opts: Any, on_done: Callable[[int], Any],
+    *, done: SourceKeys, classifier: Any = None,
 ) -> dict[str, Any]:
+    from medlens.model.classifier import Classifier
+
     model = classifier if classifier is not None else Classifier.from_settings(settings)
     name = model_name(model)
-    size = max(1, opts.sources_per_part)
-    chunks = iter([sources[i:i + size] for i in range(0, len(sources), size)])
-    with ThreadPoolExecutor(max_workers=max(1, opts.workers), thread_name_prefix="medlens-batch-load") as pool:
-        queue: deque[Future[list[dict[str, Any]]]] = deque()
+    batches = _batches(_first_occurrences(sources, writer), max(1, opts.sources_per_task))
+    with Loader(settings) as loader:
+        in_flight: deque[tuple[Future[list[Row]], list[str]]] = deque()
 
         def submit() -> None:
-            chunk = next(chunks, None)
-            if chunk is not None:
-                queue.append(pool.submit(load_sources, chunk, settings))
+            batch = next(batches, None)
+            if batch is not None:
+                todo, already = done.split(batch)
+                in_flight.append((loader.submit(todo), already))
 
         for _ in range(max(1, opts.workers) + 1):
             submit()
-        while queue:
-            rows = queue.popleft().result()
+        while in_flight:
+            future, already = in_flight.popleft()
+            rows = future.result()
             submit()
             classify_rows(model, rows, batch_size=opts.batch_size, threshold=opts.threshold)
-            for row in rows:
-                row["model"] = name
-            on_done(writer.add(rows))
+            on_done(writer.add(label_rows(rows, model=name) + [done_row(s) for s in already]))
+    writer.flush()
     return {"device": model.info["device"]}
+
+
+def _first_occurrences(sources: Iterator[str], writer: PartWriter) -> Iterator[str]:
+    """Each source once, before any work is spent on a repeat (counted as the writer's duplicates)."""
+    seen = SourceKeys()
+    for source in sources:
+        if seen.add(source):
+            yield source
+        else:
+            writer.duplicates += 1
+
+
+def _batches(sources: Iterator[str], size: int) -> Iterator[list[str]]:
+    while batch := list(islice(sources, size)):
+        yield batch

@@ -1,8 +1,17 @@
-"""The output folder: Parquet parts written atomically, resume, and summary.json.
+"""The output folder: a Parquet dataset every data tool reads, written atomically, and resumable.
 
-Each part holds whole sources only (all the rows of a PDF land in one part), and is written to a
-hidden temporary name then renamed, so a killed run leaves complete parts and at most a stray
-temporary file (removed by the next run). `--resume` reads the `source` column of the parts.
+    part-<run>-<n>.parquet   rows, one schema; each part holds whole sources (all of a PDF's rows)
+    _summary.json            counts per label, status and error code, and the last run's figures
+    _SUCCESS                 empty; present once a run has finished (Spark's marker)
+    .tmp-*                   a part or summary being written; renamed into place when complete
+
+Names starting with `_` or `.` are skipped by pyarrow, pandas, Spark, DuckDB and Ray when they
+read a folder, so `pyarrow.parquet.read_table(out)` sees exactly the parts. A killed run leaves
+complete parts and at most a stray temporary file (removed by the next run). Folders written
+before the summary was renamed (`summary.json`) are renamed in place when resumed.
+
+Resume remembers the sources of the parts as `keys.SourceKeys` (8 bytes a source), so a folder of
+100 M rows fits in the driver and in each Ray worker.
 """
 
 from __future__ import annotations
@@ -15,11 +24,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from medlens.batch.keys import SourceKeys
+from medlens.batch.loading import ALREADY_DONE, Row
 from medlens.errors import MedLensError
 
 PART_GLOB = "part-*.parquet"
 TMP_PREFIX = ".tmp-"
-SUMMARY_FILE = "summary.json"
+SUMMARY_FILE = "_summary.json"
+LEGACY_SUMMARY_FILE = "summary.json"
+SUCCESS_MARKER = "_SUCCESS"
 COLUMNS = [
     "source", "page", "index", "label", "probability", "modality", "status", "error_code", "error",
     "sha256", "width", "height", "model",
@@ -48,19 +61,19 @@ def output_schema() -> Any:
     ])
 
 
-def work_schema() -> Any:
-    """Rows between the stages: the output columns (less model) plus the image and bookkeeping."""
+def transfer_schema(*, pixels: bool) -> Any:
+    """Rows between Ray stages: the output columns plus bookkeeping, and the pixels when `pixels`
+    (load tasks -> classifier actors); classified rows travel without them."""
     import pyarrow as pa
 
-    fields = [f for f in output_schema() if f.name != "model"]
-    return pa.schema(fields + [
-        ("image", pa.binary()), ("image_width", pa.int32()), ("image_height", pa.int32()),
-        ("source_rows", pa.int32()), ("model", pa.string()), ("node", pa.string()),
-    ])
+    fields = list(output_schema()) + [("source_rows", pa.int32()), ("node", pa.string())]
+    if pixels:
+        fields += [("image", pa.binary()), ("image_width", pa.int32()), ("image_height", pa.int32())]
+    return pa.schema(fields)
 
 
-def prepare_dir(out: Path, *, resume: bool) -> set[str]:
-    """Create `out`; the sources already done when resuming. A non-empty `out` needs --resume."""
+def prepare_dir(out: Path, *, resume: bool) -> SourceKeys:
+    """Create `out`; the sources already done when resuming. A folder with parts needs --resume."""
     out.mkdir(parents=True, exist_ok=True)
     for stray in out.glob(TMP_PREFIX + "*"):
         stray.unlink(missing_ok=True)
@@ -69,49 +82,76 @@ def prepare_dir(out: Path, *, resume: bool) -> set[str]:
         raise MedLensError(
             "invalid_request", f"{out} already has {len(parts)} Parquet part(s): pass --resume to continue, or use another folder"
         )
-    return done_sources(out) if parts else set()
+    legacy = out / LEGACY_SUMMARY_FILE
+    if legacy.is_file():  # written before the summary took a name data tools skip
+        os.replace(legacy, out / SUMMARY_FILE)
+    (out / SUCCESS_MARKER).unlink(missing_ok=True)  # not finished again until this run is
+    return done_sources(out) if parts else SourceKeys()
 
 
-def done_sources(out: Path) -> set[str]:
+def done_sources(out: Path) -> SourceKeys:
     pq = require_pyarrow()
-    done: set[str] = set()
+    done = SourceKeys()
     for part in sorted(out.glob(PART_GLOB)):
-        done.update(pq.read_table(part, columns=["source"]).column("source").to_pylist())
+        for source in pq.read_table(part, columns=["source"]).column("source").to_pylist():
+            done.add(source)
     return done
 
 
 class PartWriter:
-    """Collects classified rows and writes each complete source into an atomic Parquet part."""
+    """Gathers classified rows and writes complete sources into atomic parts of about
+    `rows_per_part` rows. Rows of a source already written in this run (a duplicate input) are
+    dropped; `ALREADY_DONE` rows are only counted."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, rows_per_part: int) -> None:
         self.out = out
+        self.rows_per_part = max(1, rows_per_part)
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.parts = 0
         self.rows = 0
         self.sources = 0
+        self.skipped_done = 0
+        self.duplicates = 0
         self.nodes: Counter[str] = Counter()
-        self._open: dict[str, list[dict[str, Any]]] = {}  # sources still missing rows
+        self._open: dict[str, list[Row]] = {}  # sources still missing rows
+        self._ready: list[Row] = []             # complete sources not yet in a part
+        self._written = SourceKeys()
 
-    def add(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Buffer rows; write the sources now complete as one part. Returns sources completed."""
-        complete: list[dict[str, Any]] = []
+    def add(self, rows: Iterable[Row]) -> int:
+        """Take rows; returns how many sources they completed (already-done ones included)."""
         finished = 0
         for row in rows:
+            if row["status"] == ALREADY_DONE:
+                self.skipped_done += 1
+                finished += 1
+                continue
             bucket = self._open.setdefault(row["source"], [])
             bucket.append(row)
             if len(bucket) >= int(row["source_rows"]):
-                complete.extend(self._open.pop(row["source"]))
+                self._complete(self._open.pop(row["source"]))
                 finished += 1
-        if complete:
-            self._write(complete)
-            self.sources += finished
+        if len(self._ready) >= self.rows_per_part:
+            self.flush()
         return finished
+
+    def _complete(self, rows: list[Row]) -> None:
+        if not self._written.add(rows[0]["source"]):
+            self.duplicates += 1
+            return
+        self._ready.extend(rows)
+        self.sources += 1
+
+    def flush(self) -> None:
+        """Write what is complete as one part (nothing when nothing is)."""
+        if self._ready:
+            rows, self._ready = self._ready, []
+            self._write(rows)
 
     @property
     def incomplete(self) -> int:
         return len(self._open)
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[Row]) -> None:
         import pyarrow as pa
 
         pq = require_pyarrow()
@@ -130,7 +170,7 @@ class PartWriter:
 
 
 def read_rows(out: Path) -> list[dict[str, Any]]:
-    """Every row of every part (for tests and small outputs; large ones: read the folder with pyarrow)."""
+    """Every row of the folder (for tests and small outputs; large ones: read it with pyarrow)."""
     pq = require_pyarrow()
     rows: list[dict[str, Any]] = []
     for part in sorted(out.glob(PART_GLOB)):
@@ -139,24 +179,26 @@ def read_rows(out: Path) -> list[dict[str, Any]]:
 
 
 def write_summary(out: Path, run: dict[str, Any]) -> dict[str, Any]:
-    """summary.json over the whole folder (all parts, earlier runs included) plus this run's figures."""
+    """_summary.json over the whole folder (all parts, earlier runs included) plus this run's figures."""
     pq = require_pyarrow()
     labels: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     codes: Counter[str] = Counter()
     rows = 0
-    sources: set[str] = set()
-    for part in sorted(out.glob(PART_GLOB)):
+    sources = SourceKeys()
+    parts = sorted(out.glob(PART_GLOB))
+    for part in parts:
         table = pq.read_table(part, columns=["source", "label", "status", "error_code"]).to_pydict()
         rows += len(table["source"])
-        sources.update(table["source"])
+        for source in table["source"]:
+            sources.add(source)
         labels.update(v for v in table["label"] if v is not None)
         statuses.update(table["status"])
         codes.update(v for v in table["error_code"] if v is not None)
     summary = {
         "rows": rows,
         "sources": len(sources),
-        "parts": len(list(out.glob(PART_GLOB))),
+        "parts": len(parts),
         "labels": dict(sorted(labels.items())),
         "status": dict(sorted(statuses.items())),
         "error_codes": dict(sorted(codes.items())),
@@ -166,3 +208,8 @@ def write_summary(out: Path, run: dict[str, Any]) -> dict[str, Any]:
     tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / SUMMARY_FILE)
     return summary
+
+
+def mark_success(out: Path) -> None:
+    """Write `_SUCCESS`: every source of the run is in a part and the summary is up to date."""
+    (out / SUCCESS_MARKER).touch()

@@ -1,4 +1,4 @@
-"""`medlens batch INPUT... --out DIR`: the classifier over a whole corpus, into Parquet parts.
+"""`medlens batch INPUT... --out DIR`: the classifier over a whole corpus, into a Parquet dataset folder.
 
 --engine local (default) runs in this process, no Ray needed; --engine ray runs the same work on
 Ray Data, on this machine or, with --address, on an existing cluster. Every source ends up in the
@@ -21,21 +21,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "batch",
         help="classify a large collection (folders, PDFs, lists of paths/URLs) into Parquet",
         description="Classify every image of folders (recursive), image files, PDFs (one row per embedded "
-        "image) and lists of paths/URLs (.txt, or .csv/.parquet with a url or path column) into a folder of "
-        "Parquet parts plus summary.json. Ray is needed only for --engine ray (pip install 'medlens[scale]').",
+        "image) and lists of paths/URLs (.txt, or .csv/.parquet with a url or path column) into a Parquet dataset "
+        "folder (part-*.parquet, _summary.json, _SUCCESS). Ray is needed only for --engine ray "
+        "(pip install 'medlens[scale]').",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (Parquet parts, summary.json)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (a Parquet dataset: read it with pyarrow/pandas/DuckDB/Spark/Ray)")
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="local: in this process (default); ray: Ray Data")
     parser.add_argument("--address", help="Ray cluster to join (e.g. ray://head:10001 or auto); "
                         "default: start Ray on this machine")
     parser.add_argument("--batch-size", type=_positive, help="images per forward pass (default: setting max_batch)")
-    parser.add_argument("--workers", type=_positive, help="local: loading threads; ray: classifier actors "
-                        "(default: setting batch_workers)")
-    parser.add_argument("--cpus-per-worker", type=float, help="ray: CPUs per classifier actor")
-    parser.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per classifier actor (default 0)")
-    parser.add_argument("--sources-per-part", type=_positive, help="sources per loading batch / Parquet part")
+    parser.add_argument("--workers", type=_positive, help="local: batches loading ahead of the model; ray: most "
+                        "actors (default: setting batch_workers; ray: as many as the cluster holds)")
+    parser.add_argument("--cpus-per-worker", type=float, help="ray: CPUs per actor (its model threads)")
+    parser.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per actor, fractions allowed (default 0)")
+    parser.add_argument("--load-in", choices=["actors", "tasks"], default="actors",
+                        help="ray: load (read, fetch, decode) inside the model's actors (default), or in separate "
+                        "tasks that ship decoded pixels to them")
+    parser.add_argument("--sources-per-task", type=_positive, help="sources per loading call "
+                        "(default: setting batch_sources_per_task)")
+    parser.add_argument("--rows-per-part", type=_positive, help="rows per Parquet part "
+                        "(default: setting batch_rows_per_part)")
     parser.add_argument("--threshold", type=_probability, help="probability from which an image is medical")
     parser.add_argument("--resume", action="store_true", help="skip the sources already in DIR")
     parser.add_argument("--device", default=argparse.SUPPRESS, help="auto, cpu or cuda")
@@ -63,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args, allow_private=args.allow_private)
     options = BatchOptions(
         engine=args.engine, address=args.address, batch_size=args.batch_size, workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-        sources_per_part=args.sources_per_part, threshold=args.threshold, resume=args.resume,
+        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, load_in=args.load_in,
+        sources_per_task=args.sources_per_task, rows_per_part=args.rows_per_part, threshold=args.threshold,
+        resume=args.resume,
         progress=not args.no_progress,
     )
     summary = run_batch(args.inputs, args.out, settings, options)

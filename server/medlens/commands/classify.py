@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ from medlens.pipeline.results import error_result
 from medlens.settings import Settings
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+# Pictures MedLens cannot read: in a folder they still get a row (unsupported_format, from their bytes).
+OTHER_IMAGE_SUFFIXES = frozenset({".svg", ".svgz", ".avif", ".heic", ".heif", ".jp2", ".j2k", ".jxl", ".ico", ".psd"})
 PDF_SUFFIX = ".pdf"
+INPUT_SUFFIXES = IMAGE_SUFFIXES | OTHER_IMAGE_SUFFIXES | {PDF_SUFFIX}
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 FIELDS = ["source", "page", "index", "status", "label", "probability", "modality", "error"]
 PAGE_ACCEPT = "text/html,application/xhtml+xml,application/pdf,image/*;q=0.9,*/*;q=0.5"
@@ -88,32 +92,59 @@ def run(args: argparse.Namespace) -> int:
 
 @dataclass(frozen=True)
 class Job:
-    """One input: a local file ("file"), a URL ("url"), or one that cannot be ("missing", "empty" folder)."""
+    """One input: a local file ("file"), a URL ("url"), or one that cannot be read: "missing",
+    "broken_link" (a symlink to nothing), "not_regular" (a pipe, socket or device: reading it
+    could block forever), "unreadable_folder", or an "empty" folder."""
 
     kind: str
     source: str
     path: Path | None = None
+    detail: str = ""
 
 
 def expand_inputs(inputs: Iterable[str]) -> list[Job]:
-    """Files stay as given, folders become their images and PDFs (recursively, sorted)."""
+    """Files stay as given; folders become every image-like file and PDF they hold (recursively,
+    sorted), so each one the walk meets gets a row, readable or not."""
     jobs: list[Job] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {PDF_SUFFIX}
-            )
-            jobs.extend(Job("file", str(p), p) for p in found)
+            found = _walk(path)
+            jobs.extend(found)
             if not found:
                 jobs.append(Job("empty", text, path))
         elif path.is_file():
             jobs.append(Job("file", text, path))
-        elif _SCHEME.match(text) and not path.exists():
+        elif path.is_symlink() and not path.exists():
+            jobs.append(Job("broken_link", text, path))
+        elif path.exists():
+            jobs.append(Job("not_regular", text, path))
+        elif _SCHEME.match(text):
             jobs.append(Job("url", text))
         else:
             jobs.append(Job("missing", text, path))
     return jobs
+
+
+def _walk(folder: Path) -> list[Job]:
+    found: list[Job] = []
+
+    def unreadable(exc: OSError) -> None:
+        where = exc.filename or str(folder)
+        found.append(Job("unreadable_folder", str(where), Path(where), exc.strerror or str(exc)))
+
+    for root, _dirs, files in os.walk(folder, onerror=unreadable):
+        for name in files:
+            path = Path(root) / name
+            if path.suffix.lower() not in INPUT_SUFFIXES:
+                continue
+            if path.is_file():
+                found.append(Job("file", str(path), path))
+            elif path.is_symlink() and not path.exists():
+                found.append(Job("broken_link", str(path), path))
+            elif not path.is_dir():
+                found.append(Job("not_regular", str(path), path))
+    return sorted(found, key=lambda job: job.source)
 
 
 async def classify_inputs(
@@ -151,6 +182,13 @@ async def _classify_job(pipeline: Pipeline, job: Job, threshold: float | None) -
     try:
         if job.kind == "missing":
             raise MedLensError("not_found", f"no such file or folder: {job.source}")
+        if job.kind == "broken_link":
+            assert job.path is not None
+            raise MedLensError("not_found", f"{job.source} is a link to {os.readlink(job.path)}, which does not exist")
+        if job.kind == "not_regular":
+            raise MedLensError("read_failed", f"{job.source} is not a regular file (a pipe, socket or device)")
+        if job.kind == "unreadable_folder":
+            raise MedLensError("read_failed", f"cannot list folder {job.source}: {job.detail}")
         if job.kind == "empty":
             raise MedLensError("not_found", f"no images or PDFs in folder {job.source}")
         if job.kind == "file":
@@ -163,14 +201,20 @@ async def _classify_job(pipeline: Pipeline, job: Job, threshold: float | None) -
         return await _classify_url(pipeline, job.source, threshold)
     except MedLensError as exc:
         return [_row(error_result(job.source, exc))]
+    except FileNotFoundError:  # gone between the walk and the read
+        return [_row(error_result(job.source, MedLensError("not_found", f"no such file: {job.source}")))]
     except OSError as exc:
-        return [_row(error_result(job.source, MedLensError("not_found", f"cannot read {job.source}: {exc.strerror or exc}")))]
+        error = MedLensError("read_failed", f"cannot read {job.source}: {exc.strerror or exc}")
+        return [_row(error_result(job.source, error))]
 
 
 async def _classify_data(pipeline: Pipeline, source: str, data: bytes, threshold: float | None) -> list[Row]:
     """A PDF gives a row per image; anything else is one image (or one error saying what it is)."""
     if sniff_format(data) == "PDF":
         answer = await pipeline.classify_pdf(data, Path(source).name, threshold=threshold)
+        if answer["repaired"]:
+            print(f"medlens classify: {source} is damaged; only the {answer['images']} image(s) that could be "
+                  "recovered are listed", file=sys.stderr)
         return [_row(r, source=source) for r in answer["results"]]
     if len(data) > pipeline.settings.max_image_bytes:
         raise MedLensError("too_large", f"image is {len(data)} bytes, over the limit of {pipeline.settings.max_image_bytes}")

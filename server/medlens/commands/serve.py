@@ -18,6 +18,7 @@ from aiohttp import web
 from medlens import __version__
 from medlens.commands import load_settings
 from medlens.model.classifier import Classifier
+from medlens.serve import keys
 from medlens.serve.app import init_app
 from medlens.serve.security import LOOPBACK_NAMES, token_path
 from medlens.settings import Settings
@@ -48,10 +49,15 @@ def run(args: argparse.Namespace) -> int:
     classifier = Classifier.from_settings(settings)
     try:
         asyncio.run(serve(settings, classifier))
-    except OSError as exc:  # the port is taken, the address is not ours
-        print(f"medlens serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+    except CannotListen as exc:
+        print(f"medlens serve: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+class CannotListen(Exception):
+    """Binding the socket failed (port taken, address not ours): only this is blamed on the socket,
+    never a failure elsewhere in start-up (writing the token has its own error)."""
 
 
 async def serve(settings: Settings, classifier: Classifier) -> None:
@@ -61,8 +67,12 @@ async def serve(settings: Settings, classifier: Classifier) -> None:
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CannotListen(exc.strerror or str(exc)) from exc
         port = runner.addresses[0][1] if runner.addresses else settings.port
+        runner.app[keys.PIPELINE].pdf_workers.warm_up()  # the first PDF should not pay a process start
         print(banner(settings, classifier, port), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -83,11 +93,13 @@ def banner(settings: Settings, classifier: Classifier, port: int) -> str:
     lines = [
         f"MedLens {__version__} listening on {url} "
         f"(model {info['backbone']} on {info['device']}, threshold {info['threshold']:.3g})",
+        f"Open {url}/ in a browser to drop images or PDFs, paste URLs and download the results.",
     ]
     if settings.token_required:
         lines.append(
-            f"Pair the browser extension: in its options set the server to {url} and paste the token "
-            f"that `medlens token` prints (stored in {token_path(settings.config_path)})."
+            f"Pair the browser extension: run `medlens pair` and type the code it prints in the extension's "
+            f"popup or options (server {url}); or paste the token that `medlens token` prints "
+            f"(stored in {token_path(settings.config_path)})."
         )
     else:
         lines.append(f"Token NOT required (--no-token): set the extension's server to {url}; "

@@ -17,6 +17,7 @@ import base64
 import binascii
 import contextlib
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +29,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from medlens.errors import MedLensError
+from medlens.fairness import FairSemaphore
 from medlens.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -143,9 +145,29 @@ def check_url(url: str) -> URL:
     return parsed.with_fragment(None)
 
 
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
+
+
 def literal_ip(url: URL) -> IPAddress | None:
-    """The host of `url` when it is an IP literal (aiohttp connects to those without resolving)."""
-    return _as_address(url.host or "") if url.host else None
+    """The host of `url` when it is an IP literal, in any spelling the C library would accept
+    (`127.1`, `0x7f.1`, `2130706433`): those never reach DNS either, so they are judged here."""
+    host = url.host or ""
+    if not host:
+        return None
+    addr = _as_address(host)
+    if addr is None and _NUMERIC_HOST.match(host):
+        try:
+            addr = ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+        except OSError:
+            return None
+    return addr
+
+
+def is_local_name(host: str) -> bool:
+    """`localhost` and every name under `.localhost` (RFC 6761: they are this machine), with or
+    without the trailing root dot: refused by name, so no DNS answer can make them anything else."""
+    name = host.strip().rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
 
 
 def parse_data_url(url: str, max_bytes: int) -> tuple[bytes, str]:
@@ -201,6 +223,15 @@ class FetchResult:
         return self.content_type.split(";", 1)[0].strip().lower()
 
 
+@dataclass
+class HttpStatusError(MedLensError):
+    """`fetch_failed` because the host answered with an HTTP error status: the status and its
+    Retry-After header let a crawler (`medlens batch`) tell "come back later" from "gone"."""
+
+    status: int = 0
+    retry_after: str | None = None
+
+
 class Fetcher:
     """Downloads with SSRF guard, caps, timeouts, manual redirects and single-flight.
 
@@ -223,7 +254,8 @@ class Fetcher:
         self._inner_resolver = resolver
         self._resolver: GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._global = asyncio.Semaphore(max(1, settings.fetch_concurrency))
+        fair = settings.queue_order == "fair"
+        self._global = FairSemaphore(max(1, settings.fetch_concurrency), fair=fair)
         self._hosts: dict[str, list] = {}
         self._inflight: dict[tuple, asyncio.Task[FetchResult]] = {}
 
@@ -313,6 +345,8 @@ class Fetcher:
             ip = literal_ip(current)
             if ip is not None and not self._policy(ip):
                 raise MedLensError("address_not_allowed", f"refusing to connect to {ip} (loopback/private/reserved address)")
+            if ip is None and not self.settings.allow_private and is_local_name(current.host or ""):
+                raise MedLensError("address_not_allowed", f"refusing to connect to {current.host} (a loopback name)")
             async with self._host_slot(current.host or ""):
                 try:
                     async with self._session.get(current, allow_redirects=False, headers=headers) as resp:
@@ -320,7 +354,8 @@ class Fetcher:
                             current = self._next_hop(current, resp)
                             continue
                         if not 200 <= resp.status < 300:
-                            raise MedLensError("fetch_failed", f"HTTP {resp.status} from {current.host}")
+                            raise HttpStatusError("fetch_failed", f"HTTP {resp.status} from {current.host}",
+                                                  status=resp.status, retry_after=resp.headers.get("Retry-After"))
                         data = await _read_capped(resp, cap)
                         return FetchResult(
                             url=url,
@@ -352,7 +387,7 @@ class Fetcher:
     async def _host_slot(self, host: str) -> AsyncIterator[None]:
         entry = self._hosts.get(host)
         if entry is None:
-            entry = self._hosts[host] = [asyncio.Semaphore(max(1, self.settings.fetch_per_host)), 0]
+            entry = self._hosts[host] = [FairSemaphore(self.settings.fetch_per_host, fair=self._global.fair), 0]
         entry[1] += 1
         try:
             async with entry[0]:

@@ -8,9 +8,9 @@ Damaged files: MuPDF repairs what it can (a file cut short keeps the objects bef
 A repaired file that still yields images is answered with those images and `repaired=True`;
 one that yields none is `pdf_malformed`, because "no images" would be a claim we cannot make.
 
-PDFs are a classic way to make a parser spin forever, so the server uses
-`extract_pdf_images_limited`, which runs the extraction in a child process and kills it at
-`settings.pdf_time_limit_s` (a thread cannot be stopped).
+PDFs are a classic way to make a parser spin forever, so extraction runs in a child process
+killed at `settings.pdf_time_limit_s` (a thread cannot be stopped): the server keeps a few warm
+ones (`pdf_workers.PdfWorkers`), one-off callers use `extract_pdf_images_limited`.
 """
 
 from __future__ import annotations
@@ -71,12 +71,20 @@ def _quiet_mupdf() -> None:
     pymupdf.TOOLS.mupdf_display_warnings(False)
 
 
-def open_pdf(data: bytes, settings: Settings) -> pymupdf.Document:
-    """Open PDF bytes, mapping every way that can fail onto too_large / pdf_malformed / pdf_encrypted."""
+def check_pdf_bytes(data: bytes, settings: Settings) -> None:
+    """The checks that need no parser (size, empty, header), so a caller can refuse before it
+    starts or wakes a process."""
     if len(data) > settings.max_pdf_bytes:
         raise MedLensError("too_large", f"PDF is {len(data)} bytes, more than the limit of {settings.max_pdf_bytes}")
+    if not data:
+        raise MedLensError("pdf_malformed", "the PDF is empty (0 bytes)")
     if b"%PDF-" not in data[:1024]:
         raise MedLensError("pdf_malformed", "not a PDF (no %PDF- header)")
+
+
+def open_pdf(data: bytes, settings: Settings) -> pymupdf.Document:
+    """Open PDF bytes, mapping every way that can fail onto too_large / pdf_malformed / pdf_encrypted."""
+    check_pdf_bytes(data, settings)
     _quiet_mupdf()
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
@@ -221,11 +229,13 @@ def make_thumbnail(image: Image.Image, side: int) -> bytes:
 #
 # The child is a fresh `python -m medlens.ingest.pdf` (no fork of a threaded server, no dependency
 # on how the parent's __main__ was started). Frames on its stdin/stdout are an 8-byte big-endian
-# length and a payload: in, a JSON settings object and the PDF; out, a JSON header and per image
-# its JPEG thumbnail and raw RGB pixels. JSON, not pickle: the child has parsed hostile bytes and
-# its answer is read as data only.
+# length and a payload. Out first, once its imports are done: READY. Then for each document, in:
+# a JSON settings object and the PDF; out: a JSON header and per image its JPEG thumbnail and
+# raw RGB pixels. It serves documents until its stdin ends. JSON, not pickle: the child has parsed
+# hostile bytes and its answer is read as data only.
 
 _LEN = struct.Struct(">Q")
+READY = b"medlens-pdf-ready"
 
 
 def _frame(payload: bytes) -> bytes:
@@ -248,22 +258,32 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
 
 
 def _child_main() -> int:
-    """Entry point of the child process: read settings and PDF from stdin, answer on stdout."""
+    """Entry point of the child process: say READY, then answer each (settings, PDF) on stdin."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol stream
     stdin = sys.stdin.buffer
+    out.write(_frame(READY))
+    out.flush()
+    while True:
+        try:
+            settings_json = _read_frame(stdin)
+            data = _read_frame(stdin)
+        except EOFError:
+            out.close()
+            return 0
+        _answer(out, settings_json, data)
+        out.flush()
+
+
+def _answer(out: BinaryIO, settings_json: bytes, data: bytes) -> None:
     try:
-        settings = Settings(**json.loads(_read_frame(stdin)))
-        data = _read_frame(stdin)
-        result = extract_pdf_images(data, settings)
+        result = extract_pdf_images(data, Settings(**json.loads(settings_json)))
     except MedLensError as exc:
         out.write(_frame(json.dumps({"error": exc.to_dict()}).encode()))
-        out.close()
-        return 0
+        return
     except Exception as exc:
         out.write(_frame(json.dumps({"error": {"code": "pdf_malformed", "message": f"cannot read PDF: {exc}"}}).encode()))
-        out.close()
-        return 0
+        return
     header = {name: getattr(result, name) for name in _SUMMARY_FIELDS}
     header["images"] = [
         {name: getattr(item, name) for name in ("page", "index", "bbox", "width", "height", "xref")}
@@ -273,21 +293,35 @@ def _child_main() -> int:
     for item in result.images:
         out.write(_frame(item.thumbnail))
         out.write(_frame(item.image.tobytes()))
-    out.close()
-    return 0
 
 
 _SUMMARY_FIELDS = ("pages", "truncated", "repaired", "skipped_small", "skipped_duplicate", "skipped_large", "skipped_unreadable")
 
 
-async def _read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
+class ChildReported(MedLensError):
+    """An error the child answered with (encrypted, malformed, ...): it read the whole document
+    and its output stream is intact, so a warm child can take the next one."""
+
+
+async def read_frame_async(stdout: asyncio.StreamReader) -> bytes:
+    size = _LEN.unpack(await stdout.readexactly(_LEN.size))[0]
+    return await stdout.readexactly(size)
+
+
+def request_frames(data: bytes, settings: Settings) -> bytes:
+    """What a child reads for one document: the settings, then the PDF."""
+    return _frame(json.dumps(dataclasses.asdict(settings)).encode()) + _frame(data)
+
+
+async def read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
+    """One document's answer from a child: its extraction, or its MedLensError raised here."""
+
     async def frame() -> bytes:
-        size = _LEN.unpack(await stdout.readexactly(_LEN.size))[0]
-        return await stdout.readexactly(size)
+        return await read_frame_async(stdout)
 
     header = json.loads(await frame())
     if "error" in header:
-        raise MedLensError(str(header["error"]["code"]), str(header["error"]["message"]))
+        raise ChildReported(str(header["error"]["code"]), str(header["error"]["message"]))
     result = PdfExtraction(**{name: header[name] for name in _SUMMARY_FIELDS})
     for meta in header["images"]:
         thumbnail = await frame()
@@ -310,28 +344,34 @@ async def _read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
     return result
 
 
-async def extract_pdf_images_limited(data: bytes, settings: Settings) -> PdfExtraction:
-    """`extract_pdf_images` off the event loop, in a child process killed after pdf_time_limit_s.
-
-    Costs a Python start-up (about a second) per PDF; in exchange a PDF that makes MuPDF spin or
-    crash takes down only its own process.
-    """
-    if len(data) > settings.max_pdf_bytes:
-        raise MedLensError("too_large", f"PDF is {len(data)} bytes, more than the limit of {settings.max_pdf_bytes}")
-    proc = await asyncio.create_subprocess_exec(
+async def start_child() -> asyncio.subprocess.Process:
+    """A new extraction process, started but not yet known to be ready (see READY)."""
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-P", "-m", "medlens.ingest.pdf",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
+
+
+async def extract_pdf_images_limited(data: bytes, settings: Settings) -> PdfExtraction:
+    """`extract_pdf_images` off the event loop, in a child process of its own killed after
+    pdf_time_limit_s.
+
+    Costs a Python start-up (about a second) per PDF; in exchange a PDF that makes MuPDF spin or
+    crash takes down only its own process. The server keeps warm ones instead (`PdfWorkers`).
+    """
+    check_pdf_bytes(data, settings)
+    proc = await start_child()
     assert proc.stdin is not None and proc.stdout is not None
     try:
         async with asyncio.timeout(settings.pdf_time_limit_s):
-            proc.stdin.write(_frame(json.dumps(dataclasses.asdict(settings)).encode()))
-            proc.stdin.write(_frame(data))
+            if await read_frame_async(proc.stdout) != READY:
+                raise ValueError("the extraction process did not start")
+            proc.stdin.write(request_frames(data, settings))
             await proc.stdin.drain()
             proc.stdin.close()
-            return await _read_answer(proc.stdout)
+            return await read_answer(proc.stdout)
     except TimeoutError as exc:
         raise MedLensError("pdf_timeout", f"PDF extraction took longer than {settings.pdf_time_limit_s}s") from exc
     except (asyncio.IncompleteReadError, ConnectionError, ValueError, KeyError, TypeError) as exc:

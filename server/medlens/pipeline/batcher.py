@@ -7,6 +7,12 @@ decoded images to the batcher and await a future. A collector task on the event 
 model on them in its own single thread, so the event loop never runs the model and torch sees one
 caller.
 
+Requests take turns (`queue_order="fair"`): each request has its own lane and a batch takes one
+image from each lane in turn, so a right-click on one image rides in the next batch instead of
+waiting behind a page scan of hundreds. A request is what `medlens.fairness.start_request()`
+marks (the routes call it on admission); work that never calls it shares one lane, which is plain
+first in, first out, as is `queue_order="fifo"` for everything.
+
 The queue is bounded (`queue_max`): a request that arrives when it is full is refused up front
 (`check_capacity` raises queue_full, 503 + Retry-After) instead of piling up work nobody will
 wait for; images of requests already admitted wait for room (back-pressure) rather than failing
@@ -26,6 +32,7 @@ from typing import Any, Callable, Sequence
 from PIL import Image
 
 from medlens.errors import MedLensError
+from medlens.fairness import QUEUE_ORDERS, current_request
 from medlens.model.classifier import Prediction
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ class _Job:
     image: Image.Image
     threshold: float | None
     future: asyncio.Future[Prediction]
+    request: object | None = None
     queued: bool = True
 
 
@@ -59,13 +67,20 @@ class BatchStats:
 class MicroBatcher:
     """Shared by all requests; use `async with MicroBatcher(...)` or `start()` / `close()`."""
 
-    def __init__(self, classify: ClassifyFn, *, max_batch: int, max_wait_ms: float, queue_max: int) -> None:
+    def __init__(
+        self, classify: ClassifyFn, *, max_batch: int, max_wait_ms: float, queue_max: int, queue_order: str = "fair"
+    ) -> None:
+        if queue_order not in QUEUE_ORDERS:
+            raise MedLensError("invalid_request", f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, not {queue_order!r}")
         self._classify = classify
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
         self.queue_max = max(1, int(queue_max))
+        self.fair = queue_order == "fair"
         self.stats = BatchStats()
-        self._queue: collections.deque[_Job] = collections.deque()
+        # One lane of waiting images per request; dict order is the order lanes get their turn.
+        self._lanes: dict[object | None, collections.deque[_Job]] = {}
+        self._depth = 0
         self._slots: asyncio.Semaphore | None = None
         self._wakeup: asyncio.Event | None = None
         self._collector: asyncio.Task[None] | None = None
@@ -80,6 +95,7 @@ class MicroBatcher:
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
             queue_max=settings.queue_max,
+            queue_order=settings.queue_order,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -106,10 +122,11 @@ class MicroBatcher:
             self._collector.cancel()
             await asyncio.gather(self._collector, return_exceptions=True)
             self._collector = None
-        while self._queue:
-            job = self._queue.popleft()
-            if not job.future.done():
-                job.future.set_exception(MedLensError("model_error", "the server is shutting down"))
+        lanes, self._lanes, self._depth = self._lanes, {}, 0
+        for lane in lanes.values():
+            for job in lane:
+                if not job.future.done():
+                    job.future.set_exception(MedLensError("model_error", "the server is shutting down"))
         if self._model_thread is not None:
             pool, self._model_thread = self._model_thread, None
             await asyncio.to_thread(pool.shutdown, wait=True)
@@ -119,11 +136,11 @@ class MicroBatcher:
     @property
     def depth(self) -> int:
         """Images waiting for the model (not counting the batch it is running)."""
-        return len(self._queue)
+        return self._depth
 
     @property
     def full(self) -> bool:
-        return len(self._queue) >= self.queue_max
+        return self._depth >= self.queue_max
 
     def check_capacity(self, retry_after_s: int = 1) -> None:
         """Refuse new work with queue_full when the queue is at `queue_max`."""
@@ -135,14 +152,20 @@ class MicroBatcher:
         if self._closed or self._collector is None or self._slots is None or self._wakeup is None:
             raise MedLensError("model_error", "the model is not running")
         await self._slots.acquire()
-        job = _Job(image, threshold, asyncio.get_running_loop().create_future())
-        self._queue.append(job)
+        request = current_request() if self.fair else None
+        job = _Job(image, threshold, asyncio.get_running_loop().create_future(), request)
+        self._lanes.setdefault(request, collections.deque()).append(job)
+        self._depth += 1
         self._wakeup.set()
         try:
             return await job.future
         except asyncio.CancelledError:
             if job.queued:  # still waiting: leave the queue so it costs no model time
-                self._queue.remove(job)
+                lane = self._lanes[job.request]
+                lane.remove(job)
+                if not lane:
+                    del self._lanes[job.request]
+                self._depth -= 1
                 job.queued = False
                 self._slots.release()
                 self.stats.cancelled += 1
@@ -152,8 +175,13 @@ class MicroBatcher:
     def _take(self) -> list[_Job]:
         assert self._slots is not None
         batch: list[_Job] = []
-        while self._queue and len(batch) < self.max_batch:
-            job = self._queue.popleft()
+        while self._lanes and len(batch) < self.max_batch:
+            request = next(iter(self._lanes))
+            lane = self._lanes.pop(request)
+            job = lane.popleft()
+            if lane:
+                self._lanes[request] = lane  # back of the line: the next lane has its turn
+            self._depth -= 1
             job.queued = False
             self._slots.release()
             if job.future.done():
@@ -165,12 +193,12 @@ class MicroBatcher:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
+            while not self._depth:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if len(self._queue) < self.max_batch and self.max_wait > 0:
+            if self._depth < self.max_batch and self.max_wait > 0:
                 deadline = loop.time() + self.max_wait
-                while len(self._queue) < self.max_batch:
+                while self._depth < self.max_batch:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break

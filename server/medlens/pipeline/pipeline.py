@@ -2,7 +2,7 @@
 
 Shared by the HTTP routes and `medlens classify`, so both answer alike. Nothing here knows about
 HTTP. The event loop only orchestrates: hashing and decoding run in a thread pool, the model in
-the batcher's thread, PDF parsing in a child process.
+the batcher's thread, PDF parsing in warm child processes (`PdfWorkers`).
 
 Item-level failures never raise out of the per-item methods: they come back as Results with
 `status: "error"` (or `"skipped"`), so one bad URL never sinks the others. Whole-request failures
@@ -20,10 +20,12 @@ from functools import partial
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 from medlens.errors import MedLensError
+from medlens.fairness import FairSemaphore
 from medlens.ingest.decode import decode_image
 from medlens.ingest.fetch import Fetcher, check_url, decode_data_url
 from medlens.ingest.page import fetch_page
-from medlens.ingest.pdf import PdfImage, extract_pdf_images_limited
+from medlens.ingest.pdf import PdfImage
+from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.pipeline.batcher import MicroBatcher
 from medlens.pipeline.cache import LRUCache, SingleFlight
 from medlens.pipeline.results import Outcome, jpeg_data_url, pdf_source, result
@@ -43,10 +45,10 @@ def _sha256(data: bytes) -> str:
 
 
 class Pipeline:
-    """Classifies images from anywhere; owns the decode threads and the result cache.
+    """Classifies images from anywhere; owns the decode threads, the PDF workers and the result cache.
 
     `batcher` and `fetcher` are started and closed by whoever made them (the app's cleanup
-    contexts, or the CLI); `close()` only stops the decode threads.
+    contexts, or the CLI); `close()` stops the decode threads and the PDF workers.
     """
 
     def __init__(self, settings: Settings, batcher: MicroBatcher, fetcher: Fetcher, *, default_threshold: float) -> None:
@@ -57,6 +59,9 @@ class Pipeline:
         self.cache: LRUCache[Hashable, Outcome] = LRUCache(settings.cache_entries)
         self._flights: SingleFlight[Hashable, tuple[Outcome, bool]] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=decode_threads(settings), thread_name_prefix="medlens-decode")
+        # The pool's own queue is first in, first out: requests take turns before it instead.
+        self._decode_turns = FairSemaphore(decode_threads(settings), fair=settings.queue_order == "fair")
+        self.pdf_workers = PdfWorkers(settings)
 
     async def __aenter__(self) -> "Pipeline":
         return self
@@ -65,10 +70,12 @@ class Pipeline:
         await self.close()
 
     async def close(self) -> None:
+        await self.pdf_workers.close()
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        async with self._decode_turns:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
 
     def _threshold_key(self, threshold: float | None) -> float:
         return self.default_threshold if threshold is None else float(threshold)
@@ -150,12 +157,13 @@ class Pipeline:
 
     async def classify_pdf(self, data: bytes, name: str, *, threshold: float | None = None) -> dict[str, Any]:
         """Every image of a PDF, each with page, index, bbox and a JPEG thumbnail."""
-        extraction = await extract_pdf_images_limited(data, self.settings)
+        extraction = await self.pdf_workers.extract(data)
         results = await asyncio.gather(*(self._classify_pdf_image(name, item, threshold) for item in extraction.images))
         return {
             "pages": extraction.pages,
             "images": len(extraction.images),
             "truncated": extraction.truncated,
+            "repaired": extraction.repaired,
             "results": list(results),
         }
 

@@ -19,7 +19,8 @@ from medlens.pipeline.batcher import MicroBatcher
 from medlens.serve.middlewares import MIDDLEWARES
 from medlens.pipeline.pipeline import Pipeline
 from medlens.serve.routes import routes
-from medlens.serve.security import load_or_create_token
+from medlens.serve.security import load_or_create_token, new_page_secret
+from medlens.serve.webpage import page_routes
 from medlens.settings import Settings
 
 
@@ -31,7 +32,9 @@ def init_app(
     client (tests give one with a test resolver); the app starts and closes it either way."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[keys.SETTINGS] = settings
+    app[keys.PAGE_SECRET] = new_page_secret()
     app.add_routes(routes)
+    app.add_routes(page_routes)
     app.cleanup_ctx.append(_token_ctx)
     app.cleanup_ctx.append(_model_ctx(classifier))
     app.cleanup_ctx.append(_fetcher_ctx(fetcher))

@@ -4,9 +4,11 @@
   errors (so the extension can read a 401's code); web pages never get them.
 - `error_middleware` is the one place where exceptions become `{"error": {"code", "message"}}`
   with the code's HTTP status (and Retry-After for queue_full). Handlers just raise.
-- `security_middleware` refuses foreign Hosts, web Origins (whatever the route, since a page can
-  POST text/plain without a preflight), answers preflights, and checks the token on classify
-  routes. It runs before any handler reads the body.
+- `security_middleware` refuses foreign Hosts, web Origins other than the server's own page
+  (whatever the route, since a page can POST text/plain without a preflight), answers
+  preflights, records what the request proved (`keys.ACCESS`: extension, token, page session)
+  and requires the token or the page's session on classify routes. It runs before any handler
+  reads the body.
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ from aiohttp.typedefs import Handler
 from medlens.errors import MedLensError
 from medlens.serve import keys
 from medlens.pipeline.batcher import QueueFull
-from medlens.serve.security import bearer_token, host_allowed, is_extension_origin, origin_allowed, token_matches
+from medlens.serve.security import (
+    Access,
+    bearer_token,
+    host_allowed,
+    is_extension_origin,
+    is_own_origin,
+    origin_allowed,
+    page_cookie_name,
+    page_session_valid,
+    token_matches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +89,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     port = _local_port(request)
-    if port is None or not host_allowed(request.headers.get("Host"), port):
+    host = request.headers.get("Host")
+    if port is None or not host_allowed(host, port):
         raise MedLensError("forbidden_host", "the Host header must be 127.0.0.1, localhost or [::1] with this server's port")
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin):
-        raise MedLensError("forbidden_origin", "web pages may not use the MedLens server; only its browser extension")
+    if not (origin_allowed(origin) or is_own_origin(origin, host)):
+        raise MedLensError("forbidden_origin", "web pages may not use the MedLens server; only its browser extension and its own page")
     if request.method == "OPTIONS":
         return _preflight(request)
+    access = _access(request, port, origin, host)
+    request[keys.ACCESS] = access
     settings = request.app[keys.SETTINGS]
-    if settings.token_required and request.path.startswith(TOKEN_ROUTES_PREFIX):
-        if not token_matches(bearer_token(request.headers.get("Authorization")), request.app[keys.TOKEN]):
-            raise MedLensError("unauthorized", "missing or wrong token: pair with the token `medlens token` prints")
+    if settings.token_required and request.path.startswith(TOKEN_ROUTES_PREFIX) and not access.authorized:
+        if is_own_origin(origin, host):
+            raise MedLensError("unauthorized", "the page's session is missing or expired (the server restarted?): reload the page")
+        raise MedLensError("unauthorized", "missing or wrong token: pair with the token `medlens token` prints")
     return await handler(request)
+
+
+def _access(request: web.Request, port: int, origin: str | None, host: str | None) -> Access:
+    """What the request proved: an extension Origin, the install token, the page's session."""
+    return Access(
+        extension=is_extension_origin(origin),
+        token=token_matches(bearer_token(request.headers.get("Authorization")), request.app[keys.TOKEN]),
+        page=page_session_valid(
+            request.cookies.get(page_cookie_name(port)),
+            request.app[keys.PAGE_SECRET],
+            origin=origin,
+            host=host,
+            method=request.method,
+            fetch_site=request.headers.get("Sec-Fetch-Site"),
+        ),
+    )
 
 
 def _preflight(request: web.Request) -> web.Response:

@@ -16,10 +16,11 @@ from aiohttp import BodyPartReader, web
 
 from medlens import API_VERSION, __version__
 from medlens.errors import MedLensError
+from medlens.fairness import start_request
 from medlens.serve import keys
+from medlens.serve.pairing import handle_pair
 from medlens.pipeline.pipeline import Pipeline
 from medlens.pipeline.results import error_result, upload_source
-from medlens.serve.security import bearer_token, token_matches
 from medlens.settings import Settings
 
 routes = web.RouteTableDef()
@@ -27,6 +28,19 @@ routes = web.RouteTableDef()
 CHUNK = 64 * 1024
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 RAW_PDF_TYPES = ("application/pdf", "application/octet-stream")
+# What /v1/health reports as `limits`: request body and per-item sizes, items per request, and
+# the caps that make a PDF or a page scan come back truncated.
+CLIENT_LIMITS = (
+    "max_body_bytes",
+    "max_image_bytes",
+    "max_items",
+    "max_pdf_bytes",
+    "max_pdf_pages",
+    "max_pdf_images",
+    "max_page_images",
+    "max_pixels",
+    "min_side",
+)
 
 
 # ---------------------------------------------------------------- routes
@@ -34,9 +48,16 @@ RAW_PDF_TYPES = ("application/pdf", "application/octet-stream")
 
 @routes.get("/v1/health")
 async def health(request: web.Request) -> web.Response:
+    """The full state only for the extension, a token holder or the page; anyone else (a web
+    page probing loopback with no Origin: an <img>, a no-cors fetch) learns only that something
+    speaks API v1, never which model, version or limits, so MedLens cannot be fingerprinted."""
+    access = request[keys.ACCESS]
+    if not access.identified:
+        return web.json_response({"status": "ok", "api": API_VERSION})
     app = request.app
     info = app[keys.CLASSIFIER].info
     batcher = app[keys.BATCHER]
+    settings = app[keys.SETTINGS]
     return web.json_response(
         {
             "status": "ok",
@@ -45,10 +66,22 @@ async def health(request: web.Request) -> web.Response:
             "model": {"backbone": info["backbone"], "head_sha256": info["head_sha256"], "threshold": info["threshold"]},
             "device": info["device"],
             "queue": {"depth": batcher.depth, "max": batcher.queue_max},
-            "token_required": app[keys.SETTINGS].token_required,
-            "paired": token_matches(bearer_token(request.headers.get("Authorization")), app[keys.TOKEN]),
+            "limits": client_limits(settings),
+            "token_required": settings.token_required,
+            "paired": access.token,
         }
     )
+
+
+def client_limits(settings: Settings) -> dict[str, int]:
+    """The caps a client must respect to avoid a refusal, named as their settings are."""
+    return {name: getattr(settings, name) for name in CLIENT_LIMITS}
+
+
+@routes.post("/v1/pair")
+async def pair(request: web.Request) -> web.Response:
+    """A one-time code from `medlens pair` -> the token, for the extension only (serve/pairing.py)."""
+    return await handle_pair(request, request.app[keys.SETTINGS].config_path, request.app[keys.TOKEN])
 
 
 @routes.post("/v1/classify")
@@ -158,6 +191,7 @@ def _admit(request: web.Request) -> tuple[Settings, Pipeline]:
     """Refuse at once what cannot be served: a full model queue, a body declared too large."""
     settings = request.app[keys.SETTINGS]
     request.app[keys.BATCHER].check_capacity(settings.retry_after_s)
+    start_request()  # from here on this request takes turns with the others wherever work waits
     declared = request.content_length
     if declared is not None and declared > settings.max_body_bytes:
         raise MedLensError("body_too_large", f"request body of {declared} bytes is over the limit of {settings.max_body_bytes}")
@@ -175,10 +209,31 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()  # capped by the app's client_max_size (max_body_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MedLensError("invalid_request", f"body is not valid JSON: {exc}") from exc
+        raise MedLensError("invalid_json", f"body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise MedLensError("invalid_json", "body is nested too deeply to parse") from None
+    limit = request.app[keys.SETTINGS].max_json_depth
+    if json_depth(body, limit) > limit:
+        raise MedLensError("invalid_json", f"body is nested more than {limit} levels deep")
     if not isinstance(body, dict):
         raise MedLensError("invalid_request", "body must be a JSON object")
     return body
+
+
+def json_depth(value: Any, stop_after: int) -> int:
+    """Nesting depth of parsed JSON, counted without recursion and only up to `stop_after` + 1:
+    a hostile body must not make the check itself blow the stack."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, (list, dict)):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop_after:
+            return deepest
+        stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _threshold(value: Any) -> float | None:

@@ -6,21 +6,29 @@ resolve to 127.0.0.1. So three independent checks, each enough on its own for it
 
 - Host: only `127.0.0.1:PORT`, `localhost:PORT` or `[::1]:PORT` (defeats DNS rebinding, where
   the Host header carries the attacker's name).
-- Origin: absent (CLI, curl) or a browser extension's; any web origin is refused outright.
+- Origin: absent (CLI, curl), a browser extension's, or the server's own page (`http://` + the
+  checked Host); any other web origin is refused outright.
 - Token: a per-install secret in the user's config folder that only the user can paste into the
   extension; compared in constant time.
+- The page's session: a per-process secret in an HttpOnly, SameSite=Strict cookie, which counts
+  only with the page's own Origin (or, on a GET, `Sec-Fetch-Site: same-origin`), because a
+  browser also sends that cookie to requests from other ports of the same host.
 
 The middleware in `middlewares.py` applies these; nothing here knows about aiohttp.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import re
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
+
+from medlens.errors import MedLensError
 
 TOKEN_FILE = "token"
 TOKEN_BYTES = 32
@@ -47,7 +55,7 @@ def read_token(config_dir: str | Path) -> str | None:
     path = token_path(config_dir)
     try:
         text = path.read_text(encoding="ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return None
     return text if _TOKEN_RE.match(text) else None
 
@@ -59,10 +67,27 @@ def load_or_create_token(config_dir: str | Path) -> str:
     which fails if a token appeared meanwhile: two processes starting at once agree on one
     token, and nobody ever reads a half-written file. A file with looser permissions (copied
     around, restored from a backup) is tightened back to 0600; a garbled one is replaced.
+
+    Any failure to create the folder or write the file (read-only, full, a file where the folder
+    should be) is `config_unwritable`, naming the token file and the cause, and leaves no
+    temporary file behind.
     """
     directory = Path(config_dir)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = token_path(directory)
+    try:
+        return _load_or_create(directory, token_path(directory))
+    except OSError as exc:
+        raise MedLensError(
+            "config_unwritable",
+            f"cannot write the pairing token {token_path(directory)}: {_cause(exc, directory)}. Fix that, or choose "
+            "another config folder with --config-dir or MEDLENS_CONFIG_DIR",
+        ) from None
+
+
+def _load_or_create(directory: Path, path: Path) -> str:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:  # a file where the folder should be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory)) from None
     existing = read_token(directory)
     if existing is not None:
         _tighten(path)
@@ -82,15 +107,43 @@ def load_or_create_token(config_dir: str | Path) -> str:
         tmp.unlink(missing_ok=True)
     token = read_token(directory)
     if token is None:
-        raise OSError(f"could not write a token to {path}")
+        raise OSError(errno.EIO, "the token file reads back differently from what was written", str(path))
     return token
+
+
+_CAUSES = {
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "a folder stands where the token file should be",
+}
+
+
+def _cause(exc: OSError, directory: Path) -> str:
+    """The real reason in words, naming the file at fault when it is not the token or its temporary copy."""
+    if exc.errno == errno.ENOTDIR:
+        blocker = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), directory)
+        return f"{blocker} is a file, not a folder"
+    reason = _CAUSES.get(exc.errno or 0, exc.strerror or str(exc))
+    culprit = Path(exc.filename) if exc.filename else None
+    if culprit is not None and culprit.parent != directory:
+        reason += f" ({culprit})"
+    return reason
 
 
 def _write_private(directory: Path, token: str) -> Path:
     tmp = directory / f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(token + "\n")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave an empty file per attempt
+        raise
     return tmp
 
 
@@ -144,3 +197,67 @@ def origin_allowed(origin: str | None) -> bool:
     `Origin: null` (sandboxed iframes, file: pages, some redirects) is a web page too: refused.
     """
     return origin is None or is_extension_origin(origin)
+
+
+# ---------------------------------------------------------------- the server's own page
+
+
+PAGE_COOKIE_PREFIX = "medlens_session_"
+SAME_ORIGIN_FETCH = "same-origin"
+
+
+def page_cookie_name(port: int) -> str:
+    """Cookies are shared by every port of a host, so each server names its own by its port."""
+    return f"{PAGE_COOKIE_PREFIX}{port}"
+
+
+def new_page_secret() -> str:
+    """The page's session secret: new for every server process, so a leaked one dies with it."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def is_own_origin(origin: str | None, host: str | None) -> bool:
+    """Whether `Origin` is this server's own page: `http://` plus the (already checked) Host.
+
+    Browsers set Origin themselves and scripts cannot change it, so only a page loaded from this
+    very scheme, name and port matches; another loopback port or a rebound name does not.
+    """
+    if not origin or not host:
+        return False
+    return origin.strip().lower() == "http://" + host.strip().lower()
+
+
+def page_session_valid(
+    cookie: str | None, secret: str, *, origin: str | None, host: str | None, method: str, fetch_site: str | None
+) -> bool:
+    """The page's session: the right cookie AND proof, from headers only a browser sets, that
+    the request comes from the page itself.
+
+    A POST carries Origin in every browser, which must be the page's. A same-origin GET carries
+    no Origin, so it must say `Sec-Fetch-Site: same-origin`; a GET from another site or another
+    port of 127.0.0.1 (same-site, so it would carry a SameSite=Strict cookie) says otherwise.
+    """
+    if not token_matches(cookie, secret):
+        return False
+    if origin is not None:
+        return is_own_origin(origin, host)
+    return method in ("GET", "HEAD") and fetch_site == SAME_ORIGIN_FETCH
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who a request proved to be; the middleware decides it once, routes read it."""
+
+    extension: bool = False
+    token: bool = False
+    page: bool = False
+
+    @property
+    def identified(self) -> bool:
+        """Extension, token or page: may see the server's details (model, limits, queue)."""
+        return self.extension or self.token or self.page
+
+    @property
+    def authorized(self) -> bool:
+        """Holds a credential for the classify routes: the install token or the page's session."""
+        return self.token or self.page
