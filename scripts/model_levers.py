@@ -179,7 +179,7 @@ def main() -> int:
         data = variant_set(arrays, meta, blocks, views, framed)
         t0 = time.time()
         full = T.leave_sources_out(data, jobs=args.jobs, progress=False)
-        mod = T.modality_leave_sources_out(data)
+        mod = T.modality_leave_sources_out(data, jobs=args.jobs)
         full.pop("probabilities"), full.pop("predictions"), full.pop("paths")
         report["full"] = {"variant": name, "binary": full, "modality": mod, "seconds": round(time.time() - t0, 1)}
         print(f"\nfull protocol on '{name}': balanced accuracy {full['balanced_accuracy']:.4f}, AUC {full['roc_auc']:.4f}, "

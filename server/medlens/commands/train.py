@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         for key in ("probabilities", "predictions", "paths"):
             lso.pop(key)
         head.card["leave_sources_out"] = lso
-        head.card.setdefault("modality_head", {})["leave_sources_out"] = modality_leave_sources_out(data, seed=args.seed)
+        head.card.setdefault("modality_head", {})["leave_sources_out"] = modality_leave_sources_out(data, seed=args.seed, jobs=args.jobs)
     head.save(args.out)
     print(f"trained on {len(real.samples)} images ({len(real.skipped)} unreadable skipped) -> {args.out}")
     for path, reason in real.skipped:

@@ -244,26 +244,39 @@ def _confidence_rule(truths: Sequence[str], preds: np.ndarray, confs: np.ndarray
     return choose_min_confidence(correct[shown], np.asarray(confs)[shown])
 
 
+def _modality_fold(args: tuple[TrainingSet, np.ndarray, list[str], int, int]) -> tuple[list[int], np.ndarray | None]:
+    data, test, classes, seed, nthread = args
+    med_test = [int(i) for i in test if data.real.samples[i].y == 1]
+    if not med_test:
+        return med_test, None
+    held = {data.real.samples[i].source for i in test}
+    rest = np.setdiff1d(np.arange(len(data.real.samples)), test)
+    fitted = fit_modality(data.only_real_indices(rest).without_sources(held), classes, seed, nthread)
+    if fitted is None:
+        return med_test, None
+    proba = np.asarray(fitted[0].inplace_predict(data.real.features[med_test, 0])).reshape(len(med_test), -1)
+    return med_test, proba
+
+
 def modality_out_of_fold(
-    data: TrainingSet, folds: Sequence[np.ndarray], seed: int = 0, nthread: int = 0
+    data: TrainingSet, folds: Sequence[np.ndarray], seed: int = 0, nthread: int = 0, jobs: int = 1
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """For each medical real sample: its true class, the held-out predicted class and its confidence."""
-    classes, _ = modality_names([s for s in data.real.samples if s.y == 1])
-    truth_all = dict(zip([s.path for s in data.real.samples if s.y == 1], modality_names([s for s in data.real.samples if s.y == 1])[1]))
+    medical = [s for s in data.real.samples if s.y == 1]
+    classes, names = modality_names(medical)
+    truth_of = dict(zip([s.path for s in medical], names))
+    tasks = [(data, np.asarray(test), classes, seed, 1 if jobs > 1 else nthread) for test in folds]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_modality_fold, tasks))
+    else:
+        results = [_modality_fold(t) for t in tasks]
     truths, preds, confs = [], [], []
-    all_idx = np.arange(len(data.real.samples))
-    for test in folds:
-        med_test = [i for i in test if data.real.samples[i].y == 1]
-        if not med_test:
+    for med_test, proba in results:
+        if proba is None:
             continue
-        held = {data.real.samples[i].source for i in test}
-        fitted = fit_modality(data.only_real_indices(np.setdiff1d(all_idx, test)).without_sources(held), classes, seed, nthread)
-        if fitted is None:
-            continue
-        booster, _ = fitted
-        proba = np.asarray(booster.inplace_predict(data.real.features[med_test, 0])).reshape(len(med_test), -1)
         for i, row in zip(med_test, proba):
-            truths.append(truth_all[data.real.samples[i].path])
+            truths.append(truth_of[data.real.samples[i].path])
             preds.append(classes[int(row.argmax())])
             confs.append(float(row.max()))
     return truths, np.asarray(preds, dtype=object), np.asarray(confs)
@@ -454,12 +467,13 @@ def leave_sources_out(
     return report
 
 
-def modality_leave_sources_out(data: TrainingSet, *, seed: int = 0) -> dict[str, Any]:
+def modality_leave_sources_out(data: TrainingSet, *, seed: int = 0, jobs: int = 1) -> dict[str, Any]:
     """Modality head with each medical source held out in turn; null counts as wrong."""
     med_sources = sorted({s.source for s in data.real.samples if s.y == 1})
     folds = [np.array([i for i, s in enumerate(data.real.samples) if s.source == src]) for src in med_sources]
-    truths, preds, confs = modality_out_of_fold(data, folds, seed, 0)
-    inner_t, inner_p, inner_c = modality_out_of_fold(data, grouped_folds([s.source for s in data.real.samples], 5, seed), seed, 0)
+    truths, preds, confs = modality_out_of_fold(data, folds, seed, 0, jobs)
+    inner_folds = grouped_folds([s.source for s in data.real.samples], 5, seed)
+    inner_t, inner_p, inner_c = modality_out_of_fold(data, inner_folds, seed, 0, jobs)
     min_conf = _confidence_rule(inner_t, inner_p, inner_c)
     report = modality_report(truths, preds, confs, min_conf)
     report["scheme"] = "leave one medical source out; confidence rule from 5 source-grouped folds"
