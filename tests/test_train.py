@@ -11,17 +11,17 @@ import pytest
 from PIL import Image
 
 from fixtures.data import DataItem, write_subset_manifest
-from medlens.model.backbones import load_backbone
-from medlens.model.classifier import Classifier, Head
+from medlens.model.classifier import SHIPPED_MODEL_DIR, Classifier, Head, load_extractor, read_card
 from medlens.model.dataset import Sample, load_dataset
-from medlens.model.train import extract_features, grouped_folds, leave_sources_out, sample_weights, train
+from medlens.model.features import extract_features, framed_samples
+from medlens.model.train import TrainingSet, choose_min_confidence, grouped_folds, leave_sources_out, modality_names, sample_weights, train
 
 PER_SOURCE = 4
 
 
 @pytest.fixture(scope="module")
 def extractor():
-    return load_backbone("mobilenet_v2", device="cpu")
+    return load_extractor(SHIPPED_MODEL_DIR, read_card(SHIPPED_MODEL_DIR), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,10 @@ def trained(small_data: Path, extractor, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     samples = load_dataset(small_data)
     table = extract_features(samples, extractor, views=2, seed=1, cache_dir=cache, progress=False)
-    head, validation = train(table, extractor, seed=1, n_folds=3, progress=False)
-    return table, head, validation, cache
+    framed = extract_features(framed_samples(table.samples, 1), extractor, views=1, seed=1, cache_dir=cache, progress=False)
+    data = TrainingSet(table, framed)
+    head, validation = train(data, read_card(SHIPPED_MODEL_DIR)["feature_extractor"], seed=1, n_folds=3)
+    return data, head, validation, cache
 
 
 def test_manifest_and_folder_layouts_load(small_data: Path, tmp_path: Path):
@@ -59,7 +61,8 @@ def test_manifest_and_folder_layouts_load(small_data: Path, tmp_path: Path):
 
 
 def test_trained_head_works(trained, extractor, tmp_path: Path):
-    table, head, validation, _ = trained
+    data, head, validation, _ = trained
+    table = data.real
     head.save(tmp_path / "m")
     clf = Classifier(extractor, Head.load(tmp_path / "m"))
     imgs = [Image.open(s.path) for s in table.samples]
@@ -67,17 +70,21 @@ def test_trained_head_works(trained, extractor, tmp_path: Path):
     accuracy = np.mean([p.label == s.label for p, s in zip(preds, table.samples)])
     assert accuracy >= 0.9
     assert 0.0 < head.threshold < 1.0
+    assert head.calibrator.method == "platt"
     assert set(validation["per_source"]) == {s.source for s in table.samples}
     card = clf.head.card
     assert card["training"]["counts"]["per_label"] == dict(Counter(s.label for s in table.samples))
-    assert card["modality_head"]["accuracy_per_modality"]
-    assert {p.modality for p in preds if p.label == "medical"} <= set(clf.head.modality_classes)
+    assert card["training"]["framed_images"] == len(data.framed.samples) > 0
+    assert 0 <= card["validation"]["calibration"]["calibrated"]["ece"] <= 1
+    assert card["modality_head"]["validation"]["per_class"]
+    named = {p.modality for p in preds if p.label == "medical"} - {None}
+    assert named <= set(clf.head.modality_classes) - {"other"}
 
 
 def test_feature_cache_is_used_on_the_second_run(trained, small_data: Path, extractor):
-    table, _, _, cache = trained
+    data, _, _, cache = trained
     files = list(cache.rglob("*.npy"))
-    assert len(files) == len(table.samples) * 2
+    assert len(files) == len(data.real.samples) * 2 + len(data.framed.samples)
 
     class CountingExtractor:
         """The real extractor, counting the images it is asked to run."""
@@ -88,20 +95,20 @@ def test_feature_cache_is_used_on_the_second_run(trained, small_data: Path, extr
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-        def features(self, images):
-            self.calls += len(images)
-            return self.inner.features(images)
+        def features(self, pixels):
+            self.calls += len(pixels)
+            return self.inner.features(pixels)
 
     counting = CountingExtractor(extractor)
     again = extract_features(load_dataset(small_data), counting, views=2, seed=1, cache_dir=cache, progress=False)
     assert counting.calls == 0
-    np.testing.assert_array_equal(again.features, table.features)
+    np.testing.assert_array_equal(again.features, data.real.features)
 
 
-def test_training_repeats_exactly(trained, extractor):
-    table, head, _, _ = trained
-    head2, _ = train(table, extractor, seed=1, n_folds=3, progress=False)
-    x = table.features[:, 0]
+def test_training_repeats_exactly(trained):
+    data, head, _, _ = trained
+    head2, _ = train(data, read_card(SHIPPED_MODEL_DIR)["feature_extractor"], seed=1, n_folds=3)
+    x = data.real.features[:, 0]
     np.testing.assert_array_equal(head.predict_proba(x), head2.predict_proba(x))
     assert head.threshold == head2.threshold
 
@@ -146,13 +153,35 @@ def test_grouped_folds_keep_each_group_on_one_side():
     assert sorted(np.concatenate(folds)) == list(range(len(groups)))
 
 
-def test_leave_sources_out_reports_every_source(trained):
-    table, _, _, _ = trained
-    sub = table.subset([i for i, s in enumerate(table.samples) if s.source in
-                        {"pydicom-data", "nilearn-mni152", "idrid-codras", "charts-sklearn-data", "tango-icons",
-                         "tuxpaint-stamps"}])
+def test_modality_classes_merge_families_and_send_one_source_kinds_to_other():
+    samples = [
+        _sample("medical", "xray", "a"), _sample("medical", "mammography", "b"), _sample("medical", "ct", "c"),
+        _sample("medical", "ct", "d"), _sample("medical", "dermoscopy", "e"), _sample("medical", "dermoscopy", "e"),
+    ]
+    classes, names = modality_names(samples)
+    assert classes == ["ct", "xray", "other"]
+    assert names == ["xray", "xray", "ct", "ct", "other", "other"]
+
+
+def test_confidence_rule_names_only_where_names_are_right_more_often():
+    correct = np.array([True, True, True, False, False, True, False])
+    conf = np.array([0.9, 0.8, 0.7, 0.5, 0.45, 0.6, 0.3])
+    assert choose_min_confidence(correct, conf) == 0.6
+    assert choose_min_confidence(np.ones(3, dtype=bool), np.array([0.2, 0.3, 0.4])) == 0.0
+
+
+def test_leave_sources_out_reports_every_source_and_framed_copies(trained):
+    data, _, _, _ = trained
+    keep = {"pydicom-data", "nilearn-mni152", "idrid-codras", "charts-sklearn-data", "tango-icons", "tuxpaint-stamps",
+            "debian-htmldocs-screens"}
+    sub = TrainingSet(data.real.subset([i for i, s in enumerate(data.real.samples) if s.source in keep]),
+                      data.framed.subset([i for i, s in enumerate(data.framed.samples) if s.sources <= keep]))
     report = leave_sources_out(sub, seed=1, progress=False)
-    assert set(report["per_source"]) == {s.source for s in sub.samples}
-    assert 0.0 <= report["balanced_accuracy"] <= 1.0
-    assert len(report["probabilities"]) == len(sub.samples)
+    assert set(report["per_source"]) == {s.source for s in sub.real.samples}
+    assert 0.0 <= report["balanced_accuracy"] <= 1.0 and 0.0 <= report["calibration"]["ece"] <= 1.0
+    assert len(report["probabilities"]) == len(sub.real.samples)
     assert all(0.0 <= p <= 1.0 for p in report["probabilities"])
+    assert report["framed"] and report["framed_accuracy"] is not None
+    only = leave_sources_out(sub, seed=1, progress=False, only={"tango-icons"})
+    assert set(only["per_source"]) == {"tango-icons"}
+    assert only["per_source"]["tango-icons"] == report["per_source"]["tango-icons"]

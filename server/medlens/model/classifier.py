@@ -1,15 +1,16 @@
-"""`Classifier`: the only thing the server and the CLI know about the model.
+"""`Classifier`: the only thing the server, the CLI and `batch` know about the model.
 
-A backbone turns images into features; an XGBoost head turns features into the probability that
-an image is medical, and a second head names the modality of medical ones. Heads are stored with
-XGBoost's own format (UBJSON) beside a JSON model card; nothing is pickled.
+An ONNX feature extractor turns images into features (no torch: see model/export.py for where
+the file comes from); an XGBoost head turns features into a calibrated probability that an
+image is medical, and a second head names the modality of medical ones. The extractor and the
+heads ship in `server/medlens/models/` beside a JSON model card that records their sha256;
+nothing is pickled, and a file that differs from its card is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,29 +20,19 @@ import xgboost as xgb
 from PIL import Image
 
 from medlens.errors import ModelError
-from medlens.model.backbones import FeatureExtractor, load_backbone
-from medlens.model.image_stats import STATS_SIZE, STATS_VERSION, image_statistics
+from medlens.model.calibration import Calibrator
+from medlens.model.features import features_of_pixels, head_input_size
+from medlens.model.image_stats import STATS_SIZE, STATS_VERSION
+from medlens.model.labels import MEDICAL, NON_MEDICAL, OTHER_MODALITY
+from medlens.model.onnx_features import OnnxFeatures
+from medlens.model.preprocess import model_batch
 
-MEDICAL = "medical"
-NON_MEDICAL = "non-medical"
 CARD_FILE = "model_card.json"
 HEAD_FILE = "head.ubj"
 MODALITY_FILE = "modality.ubj"
-CARD_FORMAT = 1
+CARD_FORMAT = 2
 
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
-
-
-def head_input_size(extractor: FeatureExtractor) -> int:
-    return extractor.feature_size + STATS_SIZE
-
-
-def image_features(extractor: FeatureExtractor, images: Sequence[Image.Image]) -> np.ndarray:
-    """What the heads read: backbone features followed by the colour/layout statistics."""
-    if not images:
-        return np.zeros((0, head_input_size(extractor)), dtype=np.float32)
-    stats = np.stack([image_statistics(img) for img in images])
-    return np.concatenate([extractor.features(images), stats], axis=1)
 
 
 @dataclass(frozen=True)
@@ -61,18 +52,35 @@ class Head:
     binary: xgb.Booster
     threshold: float
     card: dict[str, Any]
+    calibrator: Calibrator = field(default_factory=lambda: Calibrator("none", {}))
     modality: xgb.Booster | None = None
     modality_classes: list[str] = field(default_factory=list)
+    modality_min_confidence: float = 0.0
     sha256: str = ""
 
+    def raw_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.binary.inplace_predict(features), dtype=np.float64)
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return self.binary.inplace_predict(features).astype(np.float64)
+        """Calibrated probability of medical."""
+        if len(features) == 0:
+            return np.zeros(0)
+        return self.calibrator.apply(self.raw_proba(features))
+
+    def modality_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(self.modality.inplace_predict(features)).reshape(len(features), -1)
 
     def predict_modality(self, features: np.ndarray) -> list[str | None]:
+        """The modality's name, or None when the head is unsure or can only say "other"."""
         if self.modality is None or len(features) == 0:
             return [None] * len(features)
-        proba = np.asarray(self.modality.inplace_predict(features)).reshape(len(features), -1)
-        return [self.modality_classes[int(i)] for i in proba.argmax(axis=1)]
+        proba = self.modality_proba(features)
+        names: list[str | None] = []
+        for row in proba:
+            k = int(row.argmax())
+            name = self.modality_classes[k]
+            names.append(name if name != OTHER_MODALITY and row[k] >= self.modality_min_confidence else None)
+        return names
 
     def predict(self, features: np.ndarray, threshold: float | None = None) -> list[Prediction]:
         cut = self.threshold if threshold is None else threshold
@@ -80,8 +88,7 @@ class Head:
         medical = probs >= cut
         modalities: list[str | None] = [None] * len(probs)
         if medical.any():
-            named = self.predict_modality(features[medical])
-            for slot, name in zip(np.flatnonzero(medical), named):
+            for slot, name in zip(np.flatnonzero(medical), self.predict_modality(features[medical])):
                 modalities[slot] = name
         return [
             Prediction(MEDICAL if m else NON_MEDICAL, round(float(p), 6), mod)
@@ -94,6 +101,7 @@ class Head:
         card = dict(self.card)
         card["format"] = CARD_FORMAT
         card["threshold"] = self.threshold
+        card["calibration"] = self.calibrator.to_dict()
         card["head_file"] = HEAD_FILE
         card["head_sha256"] = _sha256(model_dir / HEAD_FILE)
         if self.modality is not None:
@@ -102,6 +110,7 @@ class Head:
                 **card.get("modality_head", {}),
                 "file": MODALITY_FILE,
                 "classes": self.modality_classes,
+                "min_confidence": self.modality_min_confidence,
                 "sha256": _sha256(model_dir / MODALITY_FILE),
             }
         (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -110,49 +119,70 @@ class Head:
 
     @classmethod
     def load(cls, model_dir: Path) -> "Head":
-        card_path = model_dir / CARD_FILE
-        if not card_path.is_file():
-            raise ModelError("head_mismatch", f"no model card {CARD_FILE} in {model_dir}")
-        try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError("head_mismatch", f"model card {card_path} is not valid JSON: {exc}") from exc
-        if card.get("format") != CARD_FORMAT:
-            raise ModelError("head_mismatch", f"model card {card_path} has format {card.get('format')!r}, expected {CARD_FORMAT}")
+        card = read_card(model_dir)
         head_path = model_dir / card.get("head_file", HEAD_FILE)
         sha = _sha256(head_path) if head_path.is_file() else ""
         if sha != card.get("head_sha256"):
             raise ModelError("head_mismatch", f"head file {head_path} is missing or differs from its model card (sha256)")
         binary = _load_booster(head_path)
-        modality, classes = None, []
+        modality, classes, min_conf = None, [], 0.0
         mod = card.get("modality_head")
-        if mod:
+        if mod and mod.get("file"):
             mod_path = model_dir / mod["file"]
             if not mod_path.is_file() or _sha256(mod_path) != mod.get("sha256"):
                 raise ModelError("head_mismatch", f"modality head {mod_path} is missing or differs from its model card")
             modality, classes = _load_booster(mod_path), list(mod["classes"])
-        return cls(binary, float(card["threshold"]), card, modality, classes, sha)
+            min_conf = float(mod.get("min_confidence", 0.0))
+        try:
+            calibrator = Calibrator.from_dict(card.get("calibration"))
+        except ValueError as exc:
+            raise ModelError("head_mismatch", f"model card in {model_dir}: {exc}") from exc
+        return cls(binary, float(card["threshold"]), card, calibrator, modality, classes, min_conf, sha)
 
-    def check_backbone(self, extractor: FeatureExtractor) -> None:
-        """Refuse a head trained on another backbone's features: its numbers would be meaningless."""
-        want = self.card.get("backbone", {})
+    def check_extractor(self, extractor: OnnxFeatures) -> None:
+        """Refuse a head trained on other features: its numbers would be meaningless."""
+        want = self.card.get("feature_extractor", {})
         problems = []
-        if want.get("name") != extractor.name:
-            problems.append(f"backbone {want.get('name')!r} != {extractor.name!r}")
+        if want.get("sha256") != extractor.sha256:
+            problems.append(f"feature extractor sha256 {extractor.sha256[:12]}… != card's {str(want.get('sha256'))[:12]}…")
         if int(want.get("feature_size", -1)) != extractor.feature_size:
             problems.append(f"feature size {want.get('feature_size')} != {extractor.feature_size}")
         if self.card.get("image_stats_version") != STATS_VERSION:
             problems.append(f"image statistics version {self.card.get('image_stats_version')!r} != {STATS_VERSION}")
         if int(self.binary.num_features()) != head_input_size(extractor):
             problems.append(
-                f"head expects {self.binary.num_features()} features, backbone + statistics give {head_input_size(extractor)}"
+                f"head expects {self.binary.num_features()} features, extractor + statistics give {head_input_size(extractor)}"
             )
-        if want.get("weights_sha256") and want["weights_sha256"] != extractor.weights_sha256:
-            problems.append(
-                f"weights sha256 {want['weights_sha256'][:12]}… != {extractor.weights_sha256[:12]}…"
-            )
+        if self.modality is not None and int(self.modality.num_features()) != head_input_size(extractor):
+            problems.append(f"modality head expects {self.modality.num_features()} features")
         if problems:
-            raise ModelError("head_mismatch", "the head does not match the backbone: " + "; ".join(problems))
+            raise ModelError("head_mismatch", "the heads do not match the feature extractor: " + "; ".join(problems))
+
+
+def read_card(model_dir: Path) -> dict[str, Any]:
+    card_path = model_dir / CARD_FILE
+    if not card_path.is_file():
+        raise ModelError("head_mismatch", f"no model card {CARD_FILE} in {model_dir}")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError("head_mismatch", f"model card {card_path} is not valid JSON: {exc}") from exc
+    if card.get("format") != CARD_FORMAT:
+        raise ModelError(
+            "head_mismatch",
+            f"model card {card_path} has format {card.get('format')!r}, this MedLens reads {CARD_FORMAT}: retrain or update",
+        )
+    return card
+
+
+def load_extractor(model_dir: Path, card: dict[str, Any], *, device: str = "auto", threads: int = 0) -> OnnxFeatures:
+    info = card.get("feature_extractor") or {}
+    if not info.get("file"):
+        raise ModelError("head_mismatch", f"model card in {model_dir} names no feature extractor")
+    return OnnxFeatures(
+        model_dir / info["file"], sha256=info.get("sha256"), feature_size=int(info["feature_size"]),
+        device=device, threads=threads,
+    )
 
 
 def _load_booster(path: Path) -> xgb.Booster:
@@ -170,65 +200,60 @@ def _sha256(path: Path) -> str:
 
 
 class Classifier:
-    """Loaded once, used from one model thread; `classify` is safe to call from several threads."""
+    """Loaded once; `classify` is safe to call from several threads."""
 
-    def __init__(self, extractor: FeatureExtractor, head: Head):
-        head.check_backbone(extractor)
+    def __init__(self, extractor: OnnxFeatures, head: Head):
+        head.check_extractor(extractor)
         self.extractor = extractor
         self.head = head
-        self._lock = threading.Lock()
 
     @classmethod
-    def load(
-        cls,
-        model_dir: str | Path | None = None,
-        *,
-        device: str = "auto",
-        weights_path: str | Path | None = None,
-        backbone: str | None = None,
-        runtime: str = "auto",
-    ) -> "Classifier":
+    def load(cls, model_dir: str | Path | None = None, *, device: str = "auto", threads: int = 0) -> "Classifier":
         directory = Path(model_dir) if model_dir else SHIPPED_MODEL_DIR
         head = Head.load(directory)
-        name = backbone or head.card.get("backbone", {}).get("name", "mobilenet_v2")
-        extractor = load_backbone(name, weights_path=weights_path or None, device=device, runtime=runtime)
-        return cls(extractor, head)
+        return cls(load_extractor(directory, head.card, device=device, threads=threads), head)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Classifier":
-        import torch
-
-        if getattr(settings, "torch_threads", 0):
-            torch.set_num_threads(int(settings.torch_threads))
-        return cls.load(
-            settings.model_dir or None,
-            device=settings.device,
-            weights_path=settings.weights_path or None,
-            backbone=settings.backbone,
-            runtime=getattr(settings, "runtime", "auto"),
-        )
+        return cls.load(settings.model_dir or None, device=settings.device, threads=int(getattr(settings, "model_threads", 0)))
 
     @property
     def threshold(self) -> float:
         return self.head.threshold
 
     @property
+    def input_side(self) -> int:
+        return self.extractor.side
+
+    @property
     def info(self) -> dict[str, Any]:
+        fe = self.head.card.get("feature_extractor", {})
         return {
-            "backbone": self.extractor.name,
+            "backbone": fe.get("backbone"),
             "head_sha256": self.head.sha256,
             "threshold": self.head.threshold,
-            "device": self.extractor.device.type,
-            "runtime": self.extractor.runtime,
-            "modalities": list(self.head.modality_classes),
+            "calibration": self.head.calibrator.method,
+            "device": self.extractor.device,
+            "runtime": "onnxruntime",
+            "modalities": [m for m in self.head.modality_classes if m != OTHER_MODALITY],
         }
 
     def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return image_features(self.extractor, images)
+        pixels, aspects = model_batch(images, self.extractor.side)
+        return features_of_pixels(self.extractor, pixels, aspects)
 
     def classify(self, images: Sequence[Image.Image], threshold: float | None = None) -> list[Prediction]:
         if not images:
             return []
-        with self._lock:
-            feats = image_features(self.extractor, images)
-            return self.head.predict(feats, threshold)
+        pixels, aspects = model_batch(images, self.extractor.side)
+        return self.classify_pixels(pixels, aspects, threshold)
+
+    def classify_pixels(self, pixels: np.ndarray, aspects: np.ndarray, threshold: float | None = None) -> list[Prediction]:
+        """For callers that prepared `model.preprocess.model_input` arrays themselves (decode workers)."""
+        if len(pixels) == 0:
+            return []
+        feats = features_of_pixels(self.extractor, pixels, aspects)
+        return self.head.predict(feats, threshold)
+
+
+__all__ = ["Classifier", "Head", "Prediction", "MEDICAL", "NON_MEDICAL", "SHIPPED_MODEL_DIR", "STATS_SIZE"]

@@ -7,9 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medlens.errors import MedLensError
-from medlens.model.classifier import MEDICAL, NON_MEDICAL
+from medlens.model.labels import MEDICAL, NON_MEDICAL
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """How a training composite frames its content (model/composite.py): layout and canvas image."""
+
+    layout: str
+    canvas: Path
+    canvas_source: str
+    more: tuple[Path, ...] = ()  # further content images of the same source, for the "grid" layout
 
 
 @dataclass(frozen=True)
@@ -18,10 +28,16 @@ class Sample:
     label: str
     modality: str
     source: str
+    frame: Frame | None = None
 
     @property
     def y(self) -> int:
         return int(self.label == MEDICAL)
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """Every source whose pixels this sample shows: a held-out source must be in none of training's."""
+        return frozenset({self.source, self.frame.canvas_source}) if self.frame else frozenset({self.source})
 
 
 def load_dataset(data_dir: str | Path) -> list[Sample]:

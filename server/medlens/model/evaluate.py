@@ -8,10 +8,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medlens.model.calibration import reliability
 from medlens.model.classifier import Classifier
 from medlens.model.dataset import Sample
+from medlens.model.features import extract_features
+from medlens.model.labels import OTHER_MODALITY
 from medlens.model.metrics import binary_report, roc_curve
-from medlens.model.train import extract_features
+from medlens.model.train import MODALITY_FAMILY
 
 
 def evaluate(
@@ -26,6 +29,8 @@ def evaluate(
         y, proba, cut, [s.source for s in table.samples], [f"{s.label}/{s.modality}" for s in table.samples]
     )
     report["model"] = classifier.info
+    report["calibration"] = reliability(y, proba)
+    report["modality"] = _modality_report(classifier, table.samples, table.features[:, 0], proba >= cut)
     report["skipped"] = [{"path": p, "reason": r} for p, r in table.skipped]
     report["errors"] = [
         {"path": str(s.path), "label": s.label, "modality": s.modality, "source": s.source, "probability": float(p)}
@@ -33,6 +38,30 @@ def evaluate(
         if int(p >= cut) != t
     ]
     return report, y, proba
+
+
+def _modality_report(classifier: Classifier, samples: Sequence[Sample], features: np.ndarray, called_medical: np.ndarray) -> dict[str, Any]:
+    """On medical images called medical: named right, named wrong, or left unnamed, per true kind."""
+    named = classifier.head.predict_modality(features) if len(features) else []
+    known = set(classifier.head.modality_classes) - {OTHER_MODALITY}
+    rows: dict[str, dict[str, Any]] = {}
+    for s, name, med in zip(samples, named, called_medical):
+        if s.y != 1 or not med:
+            continue
+        truth = MODALITY_FAMILY.get(s.modality, s.modality)
+        row = rows.setdefault(truth, {"n": 0, "right": 0, "null": 0, "named": {}})
+        row["n"] += 1
+        row["right"] += int(name == truth)
+        row["null"] += int(name is None)
+        if name:
+            row["named"][name] = row["named"].get(name, 0) + 1
+    scored = [r for k, r in rows.items() if k in known]
+    total = sum(r["n"] for r in scored)
+    return {
+        "accuracy_known_kinds": sum(r["right"] for r in scored) / total if total else None,
+        "per_kind": dict(sorted(rows.items())),
+        "known_kinds": sorted(known),
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -54,6 +83,15 @@ def format_report(report: dict[str, Any]) -> str:
         f"  non-medical {c['tn']:>34d} {c['fp']:>9d}",
         f"  medical     {c['fn']:>34d} {c['tp']:>9d}",
     ]
+    if "calibration" in report:
+        lines += ["", f"expected calibration error (10 bins) {report['calibration']['ece']:.4f}"]
+    mod = report.get("modality")
+    if mod and mod.get("accuracy_known_kinds") is not None:
+        lines += ["", f"modality named right on medical images of kinds it knows: {mod['accuracy_known_kinds']:.3f}",
+                  f"  {'kind':<16}{'n':>5}{'right':>7}{'null':>6}   named as"]
+        for kind, r in mod["per_kind"].items():
+            names = ", ".join(f"{k} {v}" for k, v in sorted(r["named"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"  {kind:<16}{r['n']:>5}{r['right']:>7}{r['null']:>6}   {names}")
     for title, key in (("source", "per_source"), ("label/modality", "per_modality")):
         lines += ["", f"{title:<34}{'n':>5}{'acc':>8}{'errors':>8}{'mean p':>8}"]
         for name, m in report[key].items():
@@ -91,20 +129,15 @@ def write_plots(report: dict[str, Any], y: np.ndarray, proba: np.ndarray, out_di
     paths.append(_save(fig, out_dir / "confusion.png"))
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    bins = np.linspace(0, 1, 11)
-    idx = np.clip(np.digitize(proba, bins) - 1, 0, 9)
-    centres, observed, counts = [], [], []
-    for b in range(10):
-        mask = idx == b
-        if mask.any():
-            centres.append(proba[mask].mean())
-            observed.append(y[mask].mean())
-            counts.append(int(mask.sum()))
+    bins = reliability(y, proba)
+    centres = [b["mean_probability"] for b in bins["bins"]]
+    observed = [b["observed"] for b in bins["bins"]]
+    counts = [b["n"] for b in bins["bins"]]
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.plot(centres, observed, marker="o")
     for x, o, n in zip(centres, observed, counts):
         ax.annotate(str(n), (x, o), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set(xlabel="predicted probability of medical", ylabel="observed share medical", title="reliability")
+    ax.set(xlabel="predicted probability of medical", ylabel="observed share medical", title=f"reliability (ECE {bins['ece']:.3f})")
     paths.append(_save(fig, out_dir / "reliability.png"))
     return paths
 

@@ -1,50 +1,54 @@
-"""Training: cached backbone features of augmented views, a weighted XGBoost head, a threshold
-chosen on source-grouped validation, and a modality head. `medlens train` calls `train()`.
+"""Training: weighted XGBoost heads on cached features of augmented and framed views, a
+probability calibrated and a threshold chosen on source-grouped out-of-fold predictions, and a
+modality head that says nothing when unsure. `medlens train` calls `train()`;
+`medlens evaluate --leave-sources-out` calls `leave_sources_out()`.
 
 Leave-sources-out thinking runs through all of it: images of one source (crops of one slide,
-slices of one volume) are near-duplicates, so every split keeps a source on one side.
+slices of one volume) are near-duplicates, so every split keeps a source, and every composite
+showing its pixels, on one side.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import xgboost as xgb
-from PIL import Image
-from tqdm import tqdm
 
-from medlens.image_modes import to_rgb
-from medlens.model.augment import AUGMENT_SPEC, augment, augment_key, view_rng
-from medlens.model.backbones import FeatureExtractor
-from medlens.model.classifier import Head, head_input_size, image_features
-from medlens.model.image_stats import STATS_VERSION
+from medlens.model.augment import AUGMENT_SPEC
+from medlens.model.calibration import Calibrator, fit_calibrator, reliability
+from medlens.model.classifier import Head
+from medlens.model.composite import COMPOSITE_SPEC
 from medlens.model.dataset import Sample
+from medlens.model.features import FeatureTable
+from medlens.model.image_stats import STATS_SIZE, STATS_VERSION
+from medlens.model.labels import OTHER_MODALITY
 from medlens.model.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VIEWS = 5  # view 0 is the plain image, views 1.. are augmented
-MIN_MODALITY_IMAGES = 5
+FRAMED_VIEWS = 2
+FRAMED_WEIGHT = 0.5  # a framed copy counts half as much as its bare image
+CALIBRATION = "platt"
 BINARY_PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
     "eval_metric": "logloss",
-    "eta": 0.05,
+    "eta": 0.08,
     "max_depth": 3,
     "min_child_weight": 2.0,
     "subsample": 0.8,
     "colsample_bytree": 0.3,
     "lambda": 2.0,
+    "max_bin": 64,
     "tree_method": "hist",
 }
-BINARY_ROUNDS = 300
+BINARY_ROUNDS = 200
 MODALITY_PARAMS: dict[str, Any] = {
     "objective": "multi:softprob",
     "eval_metric": "mlogloss",
@@ -52,116 +56,36 @@ MODALITY_PARAMS: dict[str, Any] = {
     "max_depth": 3,
     "subsample": 0.8,
     "colsample_bytree": 0.3,
+    "max_bin": 64,
     "tree_method": "hist",
 }
 MODALITY_ROUNDS = 120
+# Kinds that are X-ray imaging by physics, named with their family (issue: mammograms and X-ray
+# angiograms were called "fundus" when each stood alone with one source).
+MODALITY_FAMILY = {"mammography": "xray", "angiography": "xray"}
+MIN_MODALITY_SOURCES = 2
 
 
 @dataclass
-class FeatureTable:
-    """Features of every readable sample: `features[i, v]` is view v of sample i."""
+class TrainingSet:
+    """Bare images and their framed composites, fitted together; the bare ones are what is scored."""
 
-    samples: list[Sample]
-    features: np.ndarray
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    real: FeatureTable
+    framed: FeatureTable | None = None
 
-    @property
-    def y(self) -> np.ndarray:
-        return np.array([s.y for s in self.samples], dtype=int)
+    def without_sources(self, sources: set[str] | frozenset[str]) -> "TrainingSet":
+        return TrainingSet(
+            self.real.without_sources(sources), self.framed.without_sources(sources) if self.framed else None
+        )
 
-    @property
-    def views(self) -> int:
-        return int(self.features.shape[1])
-
-    def subset(self, idx: Sequence[int]) -> "FeatureTable":
-        return FeatureTable([self.samples[i] for i in idx], self.features[np.asarray(idx, dtype=int)], [])
-
-
-class FeatureCache:
-    """One .npy per (backbone weights, augmentation, seed, image sha256, view): reruns skip the backbone."""
-
-    def __init__(self, root: Path, extractor: FeatureExtractor, seed: int):
-        self.dir = root / "features" / f"{extractor.name}-{extractor.weights_sha256[:12]}" / f"aug-{augment_key()}-stats{STATS_VERSION}-seed{seed}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def path(self, image_sha: str, view: int) -> Path:
-        return self.dir / f"{image_sha}_{view}.npy"
-
-    def get(self, image_sha: str, view: int) -> np.ndarray | None:
-        path = self.path(image_sha, view)
-        if not path.is_file():
-            return None
-        try:
-            return np.load(path)
-        except (OSError, ValueError):
-            return None
-
-    def put(self, image_sha: str, view: int, vec: np.ndarray) -> None:
-        path = self.path(image_sha, view)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, vec.astype(np.float32))
-        tmp.replace(path)
-
-
-def open_training_image(data: bytes, target_side: int = 256) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
-    if img.format == "JPEG":
-        img.draft("RGB", (target_side, target_side))
-    img.load()
-    return to_rgb(img)
-
-
-def extract_features(
-    samples: Sequence[Sample],
-    extractor: FeatureExtractor,
-    *,
-    views: int = DEFAULT_VIEWS,
-    seed: int = 0,
-    cache_dir: Path | None = None,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> FeatureTable:
-    cache = FeatureCache(cache_dir, extractor, seed) if cache_dir else None
-    kept: list[Sample] = []
-    rows: list[np.ndarray] = []
-    skipped: list[tuple[str, str]] = []
-    pending: list[tuple[int, int, Image.Image, str]] = []  # (row, view, image, sha)
-
-    def flush() -> None:
-        if not pending:
-            return
-        feats = image_features(extractor, [item[2] for item in pending])
-        for (row, view, _, sha), vec in zip(pending, feats):
-            rows[row][view] = vec
-            if cache:
-                cache.put(sha, view, vec)
-        pending.clear()
-
-    for sample in tqdm(samples, desc="features", unit="img", disable=not progress, leave=False):
-        try:
-            data = sample.path.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
-            cached = [cache.get(sha, v) if cache else None for v in range(views)]
-            base = None if all(c is not None for c in cached) else open_training_image(data)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            skipped.append((str(sample.path), f"{exc.__class__.__name__}: {exc}"))
-            continue
-        row = len(rows)
-        kept.append(sample)
-        rows.append(np.zeros((views, head_input_size(extractor)), dtype=np.float32))
-        for view in range(views):
-            if cached[view] is not None:
-                rows[row][view] = cached[view]
-                continue
-            img = base if view == 0 else augment(base, view_rng(sha, view, seed))
-            pending.append((row, view, img, sha))
-            if len(pending) >= batch_size:
-                flush()
-    flush()
-    if skipped:
-        log.warning("skipped %d unreadable image(s)", len(skipped))
-    features = np.stack(rows) if rows else np.zeros((0, views, head_input_size(extractor)), dtype=np.float32)
-    return FeatureTable(kept, features, skipped)
+    def only_real_indices(self, idx: Sequence[int]) -> "TrainingSet":
+        """The real samples at `idx`, with the composites whose sources all lie among theirs."""
+        real = self.real.subset(idx)
+        if self.framed is None:
+            return TrainingSet(real)
+        keep = {s.source for s in real.samples}
+        framed = self.framed.subset([i for i, s in enumerate(self.framed.samples) if s.sources <= keep])
+        return TrainingSet(real, framed)
 
 
 def sample_weights(samples: Sequence[Sample], temper: float = 0.5) -> np.ndarray:
@@ -182,19 +106,29 @@ def sample_weights(samples: Sequence[Sample], temper: float = 0.5) -> np.ndarray
         srcs = by_mod[(s.label, s.modality)]
         src_share = srcs[s.source] ** temper / sum(n**temper for n in srcs.values())
         w[i] = mod_share * src_share / srcs[s.source]
-    return w * len(samples) / w.sum()
+    return w * len(samples) / w.sum() if len(samples) else w
 
 
-def _expand(table: FeatureTable, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n, v, d = table.features.shape
-    X = table.features.reshape(n * v, d)
-    y = np.repeat(table.y, v)
-    w = np.repeat(weights, v) / v
-    return X, y, w
+def design_matrix(data: TrainingSet, labels: Callable[[Sample], int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of every view of every sample, with labels and weights (views share their sample's weight)."""
+    label_of = labels or (lambda s: s.y)
+    weights = sample_weights(data.real.samples)
+    parts = [(data.real, weights, 1.0)]
+    if data.framed is not None and len(data.framed.samples):
+        by_path = {s.path: w for s, w in zip(data.real.samples, weights)}
+        fw = np.array([by_path.get(s.path, 0.0) for s in data.framed.samples])
+        parts.append((data.framed, fw, FRAMED_WEIGHT))
+    xs, ys, ws = [], [], []
+    for table, w, factor in parts:
+        n, v, d = table.features.shape
+        xs.append(table.features.reshape(n * v, d))
+        ys.append(np.repeat([label_of(s) for s in table.samples], v))
+        ws.append(np.repeat(w * factor, v) / v)
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
 
 
-def fit_binary(table: FeatureTable, weights: np.ndarray, seed: int = 0, nthread: int = 0) -> xgb.Booster:
-    X, y, w = _expand(table, weights)
+def fit_binary(data: TrainingSet, seed: int = 0, nthread: int = 0) -> xgb.Booster:
+    X, y, w = design_matrix(data)
     params = {**BINARY_PARAMS, "seed": seed, "nthread": nthread or 0}
     return xgb.train(params, xgb.DMatrix(X, label=y, weight=w), num_boost_round=BINARY_ROUNDS)
 
@@ -212,143 +146,223 @@ def grouped_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> list[np
     return [np.asarray(sorted(f)) for f in folds]
 
 
-def out_of_fold(
-    table: FeatureTable, weights: np.ndarray, folds: Sequence[np.ndarray], seed: int = 0,
-    on_fold: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Probability for view 0 of every sample, each from a head that never saw its fold."""
-    proba = np.full(len(table.samples), np.nan)
-    all_idx = np.arange(len(table.samples))
-    for k, test in enumerate(folds):
-        train_idx = np.setdiff1d(all_idx, test)
-        sub = table.subset(train_idx)
-        if len(np.unique(sub.y)) < 2:
+def out_of_fold(data: TrainingSet, folds: Sequence[np.ndarray], seed: int = 0, nthread: int = 0) -> np.ndarray:
+    """Raw probability for view 0 of every real sample, each from a head that never saw its fold's sources."""
+    proba = np.full(len(data.real.samples), np.nan)
+    all_idx = np.arange(len(data.real.samples))
+    for test in folds:
+        held = {s.source for s in data.real.subset(test).samples}
+        train_set = data.only_real_indices(np.setdiff1d(all_idx, test)).without_sources(held)
+        if len(np.unique(train_set.real.y)) < 2:
             continue
-        booster = fit_binary(sub, sample_weights(sub.samples), seed)
-        proba[test] = booster.inplace_predict(table.features[test, 0])
-        if on_fold:
-            on_fold(k)
+        booster = fit_binary(train_set, seed, nthread)
+        proba[test] = booster.inplace_predict(data.real.features[test, 0])
     return proba
 
 
-def grouped_threshold(
-    table: FeatureTable, weights: np.ndarray, folds: Sequence[np.ndarray], seed: int = 0,
-    on_fold: Callable[[int], None] | None = None,
-) -> tuple[float, np.ndarray]:
-    """Decision threshold chosen on out-of-fold probabilities (0.5 if no fold could be fitted), and those probabilities."""
-    oof = out_of_fold(table, weights, folds, seed, on_fold=on_fold)
-    valid = ~np.isnan(oof)
-    threshold = choose_threshold(table.y[valid], oof[valid]) if valid.any() else 0.5
-    return threshold, oof
+@dataclass(frozen=True)
+class Decision:
+    """How raw scores become labels: a calibrator and a threshold on the calibrated probability."""
+
+    calibrator: Calibrator
+    threshold: float
 
 
-def fit_modality(table: FeatureTable, seed: int = 0) -> tuple[xgb.Booster, list[str]] | None:
-    """Modality head on medical images; modalities with too few images are named "other"."""
-    med = [i for i, s in enumerate(table.samples) if s.y == 1]
-    if not med:
+def decide(y: np.ndarray, raw: np.ndarray, method: str = CALIBRATION) -> Decision:
+    """Calibrate on out-of-fold scores, then take the balanced-accuracy optimum of the calibrated probability."""
+    valid = ~np.isnan(raw)
+    if not valid.any() or len(np.unique(y[valid])) < 2:
+        return Decision(Calibrator("none", {}), 0.5)
+    calibrator = fit_calibrator(method, y[valid], raw[valid])
+    return Decision(calibrator, choose_threshold(y[valid], calibrator.apply(raw[valid])))
+
+
+def modality_names(samples: Sequence[Sample]) -> tuple[list[str], list[str]]:
+    """Class list and each medical sample's class: families merged, kinds with one source -> "other"."""
+    family = [MODALITY_FAMILY.get(s.modality, s.modality) for s in samples]
+    sources: dict[str, set[str]] = defaultdict(set)
+    for s, f in zip(samples, family):
+        sources[f].add(s.source)
+    classes = sorted(f for f, src in sources.items() if len(src) >= MIN_MODALITY_SOURCES)
+    names = [f if f in classes else OTHER_MODALITY for f in family]
+    if OTHER_MODALITY in names:
+        classes.append(OTHER_MODALITY)
+    return classes, names
+
+
+def fit_modality(
+    data: TrainingSet, classes: Sequence[str] | None = None, seed: int = 0, nthread: int = 0
+) -> tuple[xgb.Booster, list[str]] | None:
+    """Modality head on the medical samples (and their framed copies)."""
+    med = TrainingSet(
+        data.real.subset([i for i, s in enumerate(data.real.samples) if s.y == 1]),
+        data.framed.subset([i for i, s in enumerate(data.framed.samples) if s.y == 1]) if data.framed else None,
+    )
+    if not med.real.samples:
         return None
-    counts = Counter(table.samples[i].modality for i in med)
-    classes = sorted(m for m, n in counts.items() if n >= MIN_MODALITY_IMAGES)
-    if any(n < MIN_MODALITY_IMAGES for n in counts.values()):
-        classes.append("other")
+    found, names = modality_names(med.real.samples)
+    classes = list(classes) if classes is not None else found
     if len(classes) < 2:
         return None
-    sub = table.subset(med)
-    names = [s.modality if s.modality in classes else "other" for s in sub.samples]
-    weights = sample_weights([Sample(s.path, n, n, s.source) for s, n in zip(sub.samples, names)])
-    n, v, d = sub.features.shape
-    y = np.repeat([classes.index(m) for m in names], v)
-    dm = xgb.DMatrix(sub.features.reshape(n * v, d), label=y, weight=np.repeat(weights, v) / v)
-    params = {**MODALITY_PARAMS, "num_class": len(classes), "seed": seed}
-    return xgb.train(params, dm, num_boost_round=MODALITY_ROUNDS), classes
+    name_of = {s.path: n for s, n in zip(med.real.samples, names)}
+    index = {c: k for k, c in enumerate(classes)}
+    fallback = index.get(OTHER_MODALITY)
+
+    def label(s: Sample) -> int:
+        k = index.get(name_of.get(s.path, OTHER_MODALITY), fallback)
+        return -1 if k is None else k
+
+    X, y, w = design_matrix(med, label)
+    keep = y >= 0
+    # weights inside the medical class: modalities and sources share as in the binary head
+    params = {**MODALITY_PARAMS, "num_class": len(classes), "seed": seed, "nthread": nthread or 0}
+    booster = xgb.train(params, xgb.DMatrix(X[keep], label=y[keep], weight=w[keep]), num_boost_round=MODALITY_ROUNDS)
+    return booster, classes
 
 
-def modality_accuracy(table: FeatureTable, folds: Sequence[np.ndarray], seed: int = 0) -> dict[str, Any]:
-    """Per-modality accuracy of the modality head on medical images of held-out source folds."""
-    hits: dict[str, list[int]] = defaultdict(list)
-    all_idx = np.arange(len(table.samples))
-    overall = Counter(s.modality for s in table.samples if s.y == 1)
-    for test in folds:
-        fitted = fit_modality(table.subset(np.setdiff1d(all_idx, test)), seed)
-        if fitted is None:
+def choose_min_confidence(correct: np.ndarray, confidence: np.ndarray) -> float:
+    """The confidence below which naming does more harm than good: maximises right minus wrong names.
+
+    A wrong modality on a badge misleads; an empty one only fails to help. So a name is given
+    only where, on held-out sources, names at that confidence were right more often than wrong.
+    """
+    if not len(correct):
+        return 0.0
+    best_t, best = 0.0, -np.inf
+    for t in np.unique(np.r_[0.0, confidence]):
+        named = confidence >= t
+        score = correct[named].sum() - (~correct[named]).sum()
+        if score > best:
+            best_t, best = float(t), score
+    return round(best_t, 4)
+
+
+def _confidence_rule(truths: Sequence[str], preds: np.ndarray, confs: np.ndarray) -> float:
+    """Only names that would be shown count: a predicted "other" shows nothing either way."""
+    shown = np.asarray([p != OTHER_MODALITY for p in preds], dtype=bool)
+    correct = np.asarray([p == t for p, t in zip(preds, truths)], dtype=bool)
+    return choose_min_confidence(correct[shown], np.asarray(confs)[shown])
+
+
+def _modality_fold(args: tuple[TrainingSet, np.ndarray, list[str], int, int]) -> tuple[list[int], np.ndarray | None]:
+    data, test, classes, seed, nthread = args
+    med_test = [int(i) for i in test if data.real.samples[i].y == 1]
+    if not med_test:
+        return med_test, None
+    held = {data.real.samples[i].source for i in test}
+    rest = np.setdiff1d(np.arange(len(data.real.samples)), test)
+    fitted = fit_modality(data.only_real_indices(rest).without_sources(held), classes, seed, nthread)
+    if fitted is None:
+        return med_test, None
+    proba = np.asarray(fitted[0].inplace_predict(data.real.features[med_test, 0])).reshape(len(med_test), -1)
+    return med_test, proba
+
+
+def modality_out_of_fold(
+    data: TrainingSet, folds: Sequence[np.ndarray], seed: int = 0, nthread: int = 0, jobs: int = 1
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """For each medical real sample: its true class, the held-out predicted class and its confidence."""
+    medical = [s for s in data.real.samples if s.y == 1]
+    classes, names = modality_names(medical)
+    truth_of = dict(zip([s.path for s in medical], names))
+    tasks = [(data, np.asarray(test), classes, seed, 1 if jobs > 1 else nthread) for test in folds]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_modality_fold, tasks))
+    else:
+        results = [_modality_fold(t) for t in tasks]
+    truths, preds, confs = [], [], []
+    for med_test, proba in results:
+        if proba is None:
             continue
-        booster, classes = fitted
-        med_test = [i for i in test if table.samples[i].y == 1]
-        if not med_test:
-            continue
-        proba = np.asarray(booster.inplace_predict(table.features[med_test, 0])).reshape(len(med_test), -1)
-        for i, k in zip(med_test, proba.argmax(axis=1)):
-            truth = table.samples[i].modality
-            truth = truth if overall[truth] >= MIN_MODALITY_IMAGES else "other"
-            hits[truth].append(int(classes[int(k)] == truth))
-    return {m: {"n": len(h), "accuracy": float(np.mean(h))} for m, h in sorted(hits.items())}
+        for i, row in zip(med_test, proba):
+            truths.append(truth_of[data.real.samples[i].path])
+            preds.append(classes[int(row.argmax())])
+            confs.append(float(row.max()))
+    return truths, np.asarray(preds, dtype=object), np.asarray(confs)
 
 
-def train(
-    table: FeatureTable,
-    extractor: FeatureExtractor,
-    *,
-    seed: int = 0,
-    n_folds: int = 5,
-    data_name: str = "",
-    progress: bool = True,
-) -> tuple[Head, dict[str, Any]]:
-    """Fit the heads on all of `table`; validate on source-grouped folds to pick the threshold."""
+def modality_report(truths: Sequence[str], preds: np.ndarray, confs: np.ndarray, min_conf: float) -> dict[str, Any]:
+    """Accuracy with null counted as wrong, per class, on classes with at least two sources; confusion matrix."""
+    named = [p if (p != OTHER_MODALITY and c >= min_conf) else None for p, c in zip(preds, confs)]
+    scored = [(t, n) for t, n in zip(truths, named) if t != OTHER_MODALITY]
+    per_class: dict[str, Any] = {}
+    for cls in sorted({t for t, _ in scored}):
+        rows = [n for t, n in scored if t == cls]
+        per_class[cls] = {
+            "n": len(rows),
+            "accuracy": float(np.mean([n == cls for n in rows])),
+            "null": int(sum(n is None for n in rows)),
+            "wrong_name": int(sum(n is not None and n != cls for n in rows)),
+        }
+    labels = sorted({t for t in truths} | {n for n in named if n})
+    confusion = {t: dict(Counter(n or "null" for tt, n in zip(truths, named) if tt == t)) for t in labels if t in truths}
+    return {
+        "n": len(scored),
+        "accuracy": float(np.mean([n == t for t, n in scored])) if scored else float("nan"),
+        "named_precision": float(np.mean([n == t for t, n in scored if n])) if any(n for _, n in scored) else float("nan"),
+        "min_confidence": min_conf,
+        "per_class": per_class,
+        "confusion": confusion,
+    }
+
+
+def train(data: TrainingSet, extractor_info: dict[str, Any], *, seed: int = 0, n_folds: int = 5, data_name: str = "", nthread: int = 0) -> tuple[Head, dict[str, Any]]:
+    """Fit the heads on all of `data`; calibrate, pick the threshold and the modality rule on source-grouped folds."""
     t0 = time.monotonic()
-    samples = table.samples
-    weights = sample_weights(samples)
+    samples = data.real.samples
+    y = data.real.y
     folds = grouped_folds([s.source for s in samples], n_folds, seed)
-    bar = tqdm(total=len(folds), desc="validation folds", disable=not progress, leave=False)
-    threshold, oof = grouped_threshold(table, weights, folds, seed, on_fold=lambda _: bar.update())
-    bar.close()
-    valid = ~np.isnan(oof)
+    raw = out_of_fold(data, folds, seed, nthread)
+    decision = decide(y, raw)
+    valid = ~np.isnan(raw)
+    calibrated = decision.calibrator.apply(raw[valid])
     validation = binary_report(
-        table.y[valid], oof[valid], threshold,
+        y[valid], calibrated, decision.threshold,
         [s.source for s, ok in zip(samples, valid) if ok],
         [f"{s.label}/{s.modality}" for s, ok in zip(samples, valid) if ok],
     )
-    validation["scheme"] = f"{len(folds)}-fold grouped by source, view 0 (no augmentation)"
-    binary = fit_binary(table, weights, seed)
-    fitted = fit_modality(table, seed)
-    mod_acc = modality_accuracy(table, folds, seed) if fitted else {}
-    # The same head on random image folds: sources are seen in training, crops and slices of
-    # one parent may straddle folds, so this is the optimistic bound beside the harsh one.
-    random_folds = np.array_split(np.random.default_rng(seed).permutation(len(samples)), n_folds)
-    mod_acc_seen = modality_accuracy(table, random_folds, seed) if fitted else {}
+    validation["scheme"] = f"{len(folds)}-fold grouped by source, view 0; calibrated ({decision.calibrator.method})"
+    validation["calibration"] = {"calibrated": reliability(y[valid], calibrated), "raw": reliability(y[valid], raw[valid])}
+    binary = fit_binary(data, seed, nthread)
+    truths, preds, confs = modality_out_of_fold(data, folds, seed, nthread)
+    min_conf = _confidence_rule(truths, preds, confs)
+    fitted = fit_modality(data, seed=seed, nthread=nthread)
     card: dict[str, Any] = {
-        "backbone": {
-            "name": extractor.name,
-            "weights_file": extractor.spec.weights_file,
-            "weights_sha256": extractor.weights_sha256,
-            "feature_size": extractor.feature_size,
-        },
+        "feature_extractor": extractor_info,
         "image_stats_version": STATS_VERSION,
-        "feature_size": head_input_size(extractor),
+        "feature_size": int(extractor_info["feature_size"]) + STATS_SIZE,
         "labels": ["non-medical", "medical"],
         "training": {
             "data": data_name,
             "seed": seed,
-            "views_per_image": table.views,
+            "views_per_image": data.real.views,
+            "framed_views_per_image": data.framed.views if data.framed else 0,
+            "framed_images": len(data.framed.samples) if data.framed else 0,
+            "framed_weight": FRAMED_WEIGHT,
             "augmentation": AUGMENT_SPEC,
+            "composites": COMPOSITE_SPEC,
             "binary_params": {**BINARY_PARAMS, "rounds": BINARY_ROUNDS},
-            "weighting": "per label equal; modality and source shares by count**0.5",
+            "modality_params": {**MODALITY_PARAMS, "rounds": MODALITY_ROUNDS},
+            "modality_families": MODALITY_FAMILY,
+            "weighting": "per label equal; modality and source shares by count**0.5; framed copies x0.5",
             "counts": _counts(samples),
             "sources": dict(sorted(Counter(s.source for s in samples).items())),
-            "skipped": len(table.skipped),
+            "skipped": len(data.real.skipped),
             "seconds": round(time.monotonic() - t0, 1),
         },
+        "threshold_rule": "balanced-accuracy optimum of the calibrated out-of-fold probability (centre of the best plateau)",
         "validation": validation,
     }
-    if fitted:
-        card["modality_head"] = {
-            "accuracy_per_modality": mod_acc,
-            "scheme": validation["scheme"] + "; a modality whose only source is held out cannot be named",
-            "accuracy_per_modality_seen_sources": mod_acc_seen,
-            "scheme_seen_sources": f"{n_folds} random image folds (sources seen in training; optimistic)",
-        }
-    head = Head(binary, threshold, card)
+    head = Head(binary, decision.threshold, card, decision.calibrator)
     if fitted:
         head.modality, head.modality_classes = fitted
+        head.modality_min_confidence = min_conf
+        card["modality_head"] = {
+            "validation": modality_report(truths, preds, confs, min_conf),
+            "scheme": validation["scheme"].split(";")[0] + "; null (unsure or 'other') counts as wrong",
+            "confidence_rule": "name only when the top class's probability >= min_confidence, chosen to maximise right minus wrong names out of fold",
+        }
     return head, validation
 
 
@@ -358,46 +372,110 @@ def _counts(samples: Sequence[Sample]) -> dict[str, Any]:
     return {"per_label": dict(sorted(per_label.items())), "per_modality": dict(sorted(per_modality.items()))}
 
 
-def leave_sources_out(table: FeatureTable, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Hold out each source in turn; train on the rest (threshold from their own grouped folds).
+def _lso_fold(args: tuple[TrainingSet, str, int, int, int]) -> dict[str, Any]:
+    """One held-out source: inner folds calibrate and set the threshold, then the head scores the source."""
+    data, source, seed, inner_folds, nthread = args
+    test = np.array([i for i, s in enumerate(data.real.samples) if s.source == source])
+    train_set = data.without_sources({source})
+    inner = grouped_folds([s.source for s in train_set.real.samples], inner_folds, seed)
+    decision = decide(train_set.real.y, out_of_fold(train_set, inner, seed, nthread))
+    booster = fit_binary(train_set, seed, nthread)
+    raw = booster.inplace_predict(data.real.features[test, 0])
+    out = {"source": source, "test": test, "raw": raw, "proba": decision.calibrator.apply(raw), "threshold": decision.threshold}
+    if data.framed is not None:
+        framed_idx = np.array([i for i, s in enumerate(data.framed.samples) if s.source == source], dtype=int)
+        if len(framed_idx):
+            out["framed_idx"] = framed_idx
+            out["framed_proba"] = decision.calibrator.apply(booster.inplace_predict(data.framed.features[framed_idx, 0]))
+    return out
 
-    The harshest honest test here: for a modality with a single source (fundus, H&E tiles) the
-    held-out fold has no example of its modality at all in training.
+
+def leave_sources_out(
+    data: TrainingSet, *, seed: int = 0, inner_folds: int = 3, jobs: int = 1, progress: bool = True,
+    only: set[str] | None = None,
+) -> dict[str, Any]:
+    """Hold out each source in turn; train on the rest (calibration and threshold from their own grouped folds).
+
+    The harshest honest test here: for a kind with a single source (dermoscopy, mammography) the
+    held-out fold has no example of its kind at all in training. Framed composites of the held-out
+    source are scored too (their canvases come from other sources), as the framed-image measure.
     """
-    sources = sorted({s.source for s in table.samples})
-    proba = np.full(len(table.samples), np.nan)
-    pred = np.zeros(len(table.samples), dtype=int)
+    from tqdm import tqdm
+
+    sources = sorted({s.source for s in data.real.samples} & only if only else {s.source for s in data.real.samples})
+    samples = data.real.samples
+    nthread = 1 if jobs > 1 else 0
+    tasks = [(data, source, seed, inner_folds, nthread) for source in sources]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(tqdm(pool.map(_lso_fold, tasks), total=len(tasks), desc="leave-source-out", disable=not progress, leave=False))
+    else:
+        results = [_lso_fold(t) for t in tqdm(tasks, desc="leave-source-out", disable=not progress, leave=False)]
+    proba = np.full(len(samples), np.nan)
+    pred = np.zeros(len(samples), dtype=int)
     per_source: dict[str, Any] = {}
-    all_idx = np.arange(len(table.samples))
-    for source in tqdm(sources, desc="leave-source-out", disable=not progress, leave=False):
-        test = np.array([i for i, s in enumerate(table.samples) if s.source == source])
-        train_tab = table.subset(np.setdiff1d(all_idx, test))
-        w = sample_weights(train_tab.samples)
-        inner = grouped_folds([s.source for s in train_tab.samples], 3, seed)
-        cut, _ = grouped_threshold(train_tab, w, inner, seed)
-        booster = fit_binary(train_tab, w, seed)
-        p = booster.inplace_predict(table.features[test, 0])
-        proba[test] = p
-        pred[test] = (p >= cut).astype(int)
-        y = table.y[test]
-        per_source[source] = {
+    framed_hits: dict[str, list[int]] = defaultdict(list)
+    for r in results:
+        test = r["test"]
+        proba[test] = r["proba"]
+        pred[test] = (r["proba"] >= r["threshold"]).astype(int)
+        yt = data.real.y[test]
+        per_source[r["source"]] = {
             "n": int(len(test)),
-            "label": table.samples[test[0]].label,
-            "threshold": cut,
-            "accuracy": float((pred[test] == y).mean()),
-            "errors": int((pred[test] != y).sum()),
-            "mean_probability": float(p.mean()),
-            "modalities": dict(Counter(table.samples[i].modality for i in test)),
+            "label": samples[test[0]].label if len(set(yt)) == 1 else "mixed",
+            "threshold": r["threshold"],
+            "accuracy": float((pred[test] == yt).mean()),
+            "errors": int((pred[test] != yt).sum()),
+            "mean_probability": float(r["proba"].mean()),
+            "modalities": dict(Counter(samples[i].modality for i in test)),
         }
-    y = table.y
-    return {
-        "scheme": "leave one source out; threshold from 3 source-grouped folds of the remaining sources",
-        "n": int(len(y)),
-        "balanced_accuracy": balanced_accuracy(y, pred),
-        "accuracy": float((pred == y).mean()),
-        "roc_auc": roc_auc(y, proba),
+        if "framed_idx" in r:
+            fy = data.framed.y[r["framed_idx"]]
+            fpred = (r["framed_proba"] >= r["threshold"]).astype(int)
+            for i, ok in zip(r["framed_idx"], fpred == fy):
+                framed_hits[f"{data.framed.samples[i].label}/{data.framed.samples[i].frame.layout}"].append(int(ok))
+    # metrics over the held-out images only (all of them, unless `only` named a few sources)
+    idx = np.sort(np.concatenate([r["test"] for r in results]))
+    y = data.real.y
+    per_kind = binary_report(
+        y[idx], proba[idx], 0.5, [samples[i].source for i in idx], [f"{samples[i].label}/{samples[i].modality}" for i in idx]
+    )["per_modality"]
+    for key, row in per_kind.items():  # per-kind accuracy at each fold's own threshold
+        kind_idx = [i for i in idx if f"{samples[i].label}/{samples[i].modality}" == key]
+        row["accuracy"] = float((pred[kind_idx] == y[kind_idx]).mean())
+        row["errors"] = int((pred[kind_idx] != y[kind_idx]).sum())
+    report = {
+        "scheme": f"leave one source out; calibration ({CALIBRATION}) and threshold from {inner_folds} source-grouped folds of the remaining sources",
+        "n": int(len(idx)),
+        "sources": len(sources),
+        "balanced_accuracy": balanced_accuracy(y[idx], pred[idx]),
+        "accuracy": float((pred[idx] == y[idx]).mean()),
+        "roc_auc": roc_auc(y[idx], proba[idx]),
+        "calibration": reliability(y[idx], proba[idx]),
         "per_source": per_source,
-        "probabilities": [float(x) for x in proba],
-        "predictions": [int(x) for x in pred],
-        "paths": [str(s.path) for s in table.samples],
+        "per_kind": per_kind,
+        "worst_sources": sorted(per_source, key=lambda s: per_source[s]["accuracy"])[:5],
+        "framed": {
+            k: {"n": len(v), "accuracy": float(np.mean(v))} for k, v in sorted(framed_hits.items())
+        },
+        "probabilities": [float(proba[i]) for i in idx],
+        "predictions": [int(pred[i]) for i in idx],
+        "paths": [str(samples[i].path) for i in idx],
     }
+    fh = [h for v in framed_hits.values() for h in v]
+    report["framed_accuracy"] = float(np.mean(fh)) if fh else None
+    return report
+
+
+def modality_leave_sources_out(data: TrainingSet, *, seed: int = 0, jobs: int = 1) -> dict[str, Any]:
+    """Modality head with each medical source held out in turn; null counts as wrong."""
+    med_sources = sorted({s.source for s in data.real.samples if s.y == 1})
+    folds = [np.array([i for i, s in enumerate(data.real.samples) if s.source == src]) for src in med_sources]
+    truths, preds, confs = modality_out_of_fold(data, folds, seed, 0, jobs)
+    inner_folds = grouped_folds([s.source for s in data.real.samples], 5, seed)
+    inner_t, inner_p, inner_c = modality_out_of_fold(data, inner_folds, seed, 0, jobs)
+    min_conf = _confidence_rule(inner_t, inner_p, inner_c)
+    report = modality_report(truths, preds, confs, min_conf)
+    report["scheme"] = "leave one medical source out; confidence rule from 5 source-grouped folds"
+    return report
+

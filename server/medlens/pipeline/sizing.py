@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from PIL import Image
 
-# The backbones resize the shorter side to at most 256 before cropping, so decoding (or keeping)
-# more pixels than that is wasted work.
-MODEL_SIDE = 256
+from medlens.model.preprocess import INPUT_SIDE
+
+# The model squeezes every image to INPUT_SIDE x INPUT_SIDE, so decoding (or keeping) a shorter
+# side of more than that is wasted work.
+MODEL_SIDE = INPUT_SIDE
 
 
 def shrink_for_model(image: Image.Image, side: int = MODEL_SIDE) -> Image.Image:
