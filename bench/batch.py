@@ -145,7 +145,7 @@ def main() -> None:
             small = min(args.startup_images, len(sources) // 2)
             for threads in sorted({int(t) for t in args.local_threads.split(",")}):
                 figures[f"local-{threads}"] = engine(
-                    f"local, model threads {threads or 'default'}", sources, small, settings.replace(torch_threads=threads),
+                    f"local, model threads {threads or 'default'}", sources, small, settings.replace(model_threads=threads),
                     BatchOptions(progress=False, batch_size=args.batch_size, sources_per_task=args.sources_per_task))
             if {"ray", "ray-tasks"} & set(wanted):
                 ray.init(address="local", num_cpus=cores, object_store_memory=OBJECT_STORE, include_dashboard=False,

@@ -4,7 +4,7 @@ A CNN on one image at a time wastes most of its time on per-call overhead; on 16
 several times the work in about the same time. So requests never call the model: they hand
 decoded images to the batcher and await a future. A collector task on the event loop takes up to
 `max_batch` waiting images (waiting at most `max_wait_ms` for more once it has one) and runs the
-model on them in its own single thread, so the event loop never runs the model and torch sees one
+model on them in its own single thread, so the event loop never runs the model and ONNX Runtime sees one
 caller.
 
 Requests take turns (`queue_order="fair"`): each request has its own lane and a batch takes one
