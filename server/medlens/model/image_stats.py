@@ -32,21 +32,25 @@ def batch_statistics(pixels: np.ndarray, aspects: np.ndarray) -> np.ndarray:
         return np.zeros((0, STATS_SIZE), dtype=np.float32)
     full = pixels.astype(np.float32) / 255.0
     side = full.shape[1] // 2 * 2
-    # statistics of tone and colour on a 2x2-averaged copy: the same numbers, a quarter of the work
-    arr = full[:, :side, :side].reshape(n, side // 2, 2, side // 2, 2, 3).mean(axis=(2, 4))
-    mx, mn = arr.max(axis=3), arr.min(axis=3)
+    # statistics of tone and colour on a 2x2-averaged copy: the same numbers, a quarter of the work.
+    # Written as explicit channel and neighbour arithmetic rather than reductions over tiny axes:
+    # several times faster, and bit-identical to them (tests/test_image_stats.py checks).
+    top, bottom = full[:, 0:side:2, :side], full[:, 1:side:2, :side]
+    arr = (((top[:, :, 0::2] + top[:, :, 1::2]) + bottom[:, :, 0::2]) + bottom[:, :, 1::2]) / np.float32(4)
+    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     v = mx
     s = np.where(mx > 1e-6, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
-    h = _hue(arr, mx, mn)
+    h = _hue(r, g, b, mx, mn)
     half = side // 2
     m = half // 8
     border = np.ones((half, half), dtype=bool)
     border[m:-m, m:-m] = False
-    gray = arr.mean(axis=3)
+    gray = (r + g + b) / np.float32(3)
     gx = np.abs(np.diff(gray, axis=2)).reshape(n, -1)
     gy = np.abs(np.diff(gray, axis=1)).reshape(n, -1)
     edges = np.concatenate([gx, gy], axis=1)
-    full_gray = full.mean(axis=3)
+    full_gray = (full[..., 0] + full[..., 1] + full[..., 2]) / np.float32(3)
     lap = np.abs(
         4 * full_gray[:, 1:-1, 1:-1] - full_gray[:, :-2, 1:-1] - full_gray[:, 2:, 1:-1]
         - full_gray[:, 1:-1, :-2] - full_gray[:, 1:-1, 2:]
@@ -63,7 +67,7 @@ def batch_statistics(pixels: np.ndarray, aspects: np.ndarray) -> np.ndarray:
     hist /= hist.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(hist > 0, hist * np.log2(hist), 0.0).sum(axis=1)
-    rg_corr = _row_corr(arr[..., 0].reshape(n, -1), arr[..., 1].reshape(n, -1))
+    rg_corr = _row_corr(r.reshape(n, -1), g.reshape(n, -1))
     hue_bins = np.minimum((h * HUE_BINS).astype(np.int32), HUE_BINS - 1).reshape(n, -1)
     hue_hist = np.stack([np.bincount(b, weights=w, minlength=HUE_BINS) for b, w in zip(hue_bins, flat_s)])
     hue_hist /= np.maximum(flat_s.sum(axis=1, keepdims=True), 1e-6)
@@ -80,9 +84,8 @@ def batch_statistics(pixels: np.ndarray, aspects: np.ndarray) -> np.ndarray:
     return np.concatenate([np.stack(columns, axis=1), hue_hist], axis=1).astype(np.float32)
 
 
-def _hue(arr: np.ndarray, mx: np.ndarray, mn: np.ndarray) -> np.ndarray:
+def _hue(r: np.ndarray, g: np.ndarray, b: np.ndarray, mx: np.ndarray, mn: np.ndarray) -> np.ndarray:
     """Hue in [0, 1) as in the HSV colour model (0 for greys)."""
-    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
     delta = np.maximum(mx - mn, 1e-6)
     h = np.where(mx == r, ((g - b) / delta) % 6, np.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4))
     return np.where(mx - mn > 1e-6, h / 6.0, 0.0) % 1.0
