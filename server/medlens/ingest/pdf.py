@@ -354,6 +354,13 @@ async def start_child() -> asyncio.subprocess.Process:
     )
 
 
+def close_input(proc: asyncio.subprocess.Process) -> None:
+    """Close a child's stdin: an idle child exits on it, and a killed one's transport can only
+    close (before the event loop does) once every pipe is closed."""
+    if proc.stdin is not None and not proc.stdin.is_closing():
+        proc.stdin.close()
+
+
 async def extract_pdf_images_limited(data: bytes, settings: Settings) -> PdfExtraction:
     """`extract_pdf_images` off the event loop, in a child process of its own killed after
     pdf_time_limit_s.
@@ -375,11 +382,15 @@ async def extract_pdf_images_limited(data: bytes, settings: Settings) -> PdfExtr
     except TimeoutError as exc:
         raise MedLensError("pdf_timeout", f"PDF extraction took longer than {settings.pdf_time_limit_s}s") from exc
     except (asyncio.IncompleteReadError, ConnectionError, ValueError, KeyError, TypeError) as exc:
+        if proc.returncode is None:  # alive but talking nonsense: it cannot be trusted with more
+            proc.kill()
+        close_input(proc)
         await proc.wait()
         raise MedLensError("pdf_malformed", f"PDF extraction failed (child exit code {proc.returncode})") from exc
     finally:
         if proc.returncode is None:
             proc.kill()
+        close_input(proc)
         await proc.wait()
 
 

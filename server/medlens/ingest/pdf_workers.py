@@ -28,6 +28,7 @@ from medlens.ingest.pdf import (
     ChildReported,
     PdfExtraction,
     check_pdf_bytes,
+    close_input,
     extract_pdf_images_limited,
     read_answer,
     read_frame_async,
@@ -58,6 +59,7 @@ class _Worker:
     def kill(self) -> None:
         if self.proc.returncode is None:
             self.proc.kill()
+        close_input(self.proc)
 
 
 class PdfWorkers:
@@ -99,8 +101,7 @@ class PdfWorkers:
             await asyncio.gather(*self._starting, *self._reaping, return_exceptions=True)
             await asyncio.sleep(0)
         for worker in list(self._live):
-            if worker.proc.stdin is not None and not worker.proc.stdin.is_closing():
-                worker.proc.stdin.close()  # an idle child exits on end of input
+            close_input(worker.proc)  # an idle child exits on end of input
         for worker in list(self._live):
             try:
                 await asyncio.wait_for(worker.proc.wait(), 2.0)
