@@ -373,3 +373,26 @@ def test_serve_with_a_read_only_config_folder_blames_the_token_not_the_socket(pr
                                 f"$MEDLENS --config-dir {folder} serve --port {_free_port()}")
     assert done.returncode == 1, done
     assert_blames_the_token(done.stderr, folder / "token", "read-only")
+
+
+def test_serve_and_classify_start_with_a_read_only_home(private_mounts: None, tmp_path: Path) -> None:
+    """The model ships whole (ONNX extractor included): nothing is written under ~/.cache at start."""
+    home, config = tmp_path / "home", tmp_path / "config"
+    home.mkdir()
+    config.mkdir()
+    port = _free_port()
+    probe = (f"{sys.executable} -c \"import json, urllib.request as u; "
+             f"r = u.Request('http://127.0.0.1:{port}/v1/health', headers={{'Authorization': 'Bearer ' + open('{config}/token').read().strip()}}); "
+             f"print(json.load(u.urlopen(r, timeout=5))['status'])\"")
+    done = medlens_in_namespace(
+        f"mount --bind -o ro {home} {home}; export HOME={home}; unset XDG_CACHE_HOME MEDLENS_CACHE_DIR",
+        f"export HOME={home}; unset XDG_CACHE_HOME MEDLENS_CACHE_DIR; touch {home}/probe 2>/dev/null && echo home-writable; "
+        f"$MEDLENS --config-dir {config} classify --json --no-progress {image(XRAY)}; "
+        f"$MEDLENS --config-dir {config} serve --port {port} 2>{tmp_path}/serve.err & pid=$!; "
+        f"for i in $(seq 90); do {probe} 2>/dev/null && break; sleep 1; done; kill -INT $pid; wait $pid; echo serve-exit=$?",
+    )
+    assert "home-writable" not in done.stdout, "the bind mount did not make HOME read-only"
+    rows, _ = json.JSONDecoder().raw_decode(done.stdout)
+    assert rows[0]["label"] == "medical", done
+    assert "\nok\n" in done.stdout and "serve-exit=0" in done.stdout, (done.stdout, (tmp_path / "serve.err").read_text())
+    assert "Traceback" not in (tmp_path / "serve.err").read_text()
