@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +214,13 @@ async def test_route_reads_a_body_sent_in_pieces(make_api: MakeApi) -> None:
     assert resp.status == 200 and (await resp.json())["token"] == api.token
     resp = await api.client.post("/v1/pair", data=pieces([b" " * 600, b" " * 600]), headers={"Origin": EXTENSION_ORIGIN})
     assert resp.status == 413
+
+
+def test_pair_in_a_folder_that_is_a_file_says_so(tmp_path: Path):
+    """The same clear error as the token's: no traceback, the pairing file and the real cause named."""
+    blocker = tmp_path / "config"
+    blocker.write_text("a file, not a folder")
+    done = subprocess.run([sys.executable, "-m", "medlens.cli", "--config-dir", str(blocker), "pair"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "config_unwritable" in done.stderr and "pairing" in done.stderr and "not a folder" in done.stderr

@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from medlens.errors import MedLensError
-from medlens.serve.security import is_extension_origin
+from medlens.serve.security import _cause, is_extension_origin
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,29 @@ def _digest(salt: bytes, code: str) -> bytes:
 
 
 def _write_state(config_dir: Path, state: dict[str, Any]) -> None:
-    """Atomically (write a 0600 temp file, then rename), so the server never reads half a file."""
-    config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Atomically (write a 0600 temp file, then rename), so the server never reads half a file.
+
+    A folder that cannot be written (read-only, full, a file in its place) is `config_unwritable`,
+    as for the token, and leaves no temporary file behind.
+    """
     tmp = config_dir / f".{PAIRING_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             json.dump(state, fh)
         os.replace(tmp, pairing_path(config_dir))
+    except OSError as exc:
+        raise MedLensError(
+            "config_unwritable",
+            f"cannot write the pairing code {pairing_path(config_dir)}: {_cause(exc, config_dir)}. Fix that, or "
+            "choose another config folder with --config-dir or MEDLENS_CONFIG_DIR",
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _read_state(config_dir: Path) -> dict[str, Any] | None:
