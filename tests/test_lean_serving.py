@@ -50,6 +50,13 @@ def _wait_for_health(port: int, token: str, proc: subprocess.Popen, timeout: flo
     raise AssertionError("server did not answer /v1/health in time")
 
 
+def _token_when_written(config_dir: Path, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while not (config_dir / "token").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return (config_dir / "token").read_text().strip()
+
+
 def _classify_upload(port: int, token: str, path: Path) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/classify/image", data=path.read_bytes(), method="POST",
@@ -82,10 +89,7 @@ def test_serve_never_imports_torch(tmp_path: Path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "cfg" / "token").is_file() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        token = (tmp_path / "cfg" / "token").read_text().strip()
+        token = _token_when_written(tmp_path / "cfg")
         health = _wait_for_health(port, token, proc)
         assert health["status"] == "ok" and health["model"]["backbone"] == "mobilenet_v2"
         assert _classify_upload(port, token, image(XRAY))["results"][0]["label"] == "medical"
@@ -122,10 +126,7 @@ def test_core_install_in_a_clean_virtualenv_serves_and_classifies(tmp_path: Path
     proc = subprocess.Popen([str(medlens), "serve", "--port", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "cfg" / "token").is_file() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        token = (tmp_path / "cfg" / "token").read_text().strip()
+        token = _token_when_written(tmp_path / "cfg")
         health = _wait_for_health(port, token, proc)
         assert health["status"] == "ok" and health["device"] == "cpu"
         assert _classify_upload(port, token, image(XRAY))["results"][0]["label"] == "medical"

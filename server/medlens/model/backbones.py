@@ -12,7 +12,6 @@ Serving never imports this module: it runs the ONNX file that `medlens export` w
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import torchvision
 from torch import nn
 
 from medlens.errors import ModelError
+from medlens.model.onnx_features import file_sha256
 
 
 @dataclass(frozen=True)
@@ -81,26 +81,19 @@ def _resnet_blocks(m: nn.Module) -> list[nn.Module]:
     return [nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool), m.layer1, m.layer2, m.layer3, m.layer4]
 
 
-class _EfficientNetStem(nn.Module):
-    def __init__(self, m: nn.Module):
+class _ConvBnAct(nn.Module):
+    """EfficientNet's stem and head: a convolution, its batch norm and the activation, as one block."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module, act: nn.Module):
         super().__init__()
-        self.conv, self.bn, self.act = m._conv_stem, m._bn0, m._swish
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-
-class _EfficientNetHead(nn.Module):
-    def __init__(self, m: nn.Module):
-        super().__init__()
-        self.conv, self.bn, self.act = m._conv_head, m._bn1, m._swish
+        self.conv, self.bn, self.act = conv, bn, act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
 
 
 def _efficientnet_blocks(m: nn.Module) -> list[nn.Module]:
-    return [_EfficientNetStem(m), *m._blocks, _EfficientNetHead(m)]
+    return [_ConvBnAct(m._conv_stem, m._bn0, m._swish), *m._blocks, _ConvBnAct(m._conv_head, m._bn1, m._swish)]
 
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -161,14 +154,6 @@ def get_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise ModelError("backbone_unavailable", f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}") from None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def locate_weights(spec: BackboneSpec, weights_path: str | Path | None = None) -> Path:
