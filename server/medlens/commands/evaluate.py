@@ -47,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.report:
         write_report(report, args.report)
-        plots = write_plots(report, y, proba, args.report.parent)
-        print(f"\nreport: {args.report}; plots: {', '.join(str(p) for p in plots)}")
+        try:
+            plots = write_plots(report, y, proba, args.report.parent)
+        except ImportError:  # the lean install has no matplotlib; the JSON report is still whole
+            print(f"\nreport: {args.report}; no plots: they need matplotlib (pip install 'medlens[train]')")
+        else:
+            print(f"\nreport: {args.report}; plots: {', '.join(str(p) for p in plots)}")
     return 0
 
 
