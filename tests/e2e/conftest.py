@@ -163,7 +163,9 @@ def classifier():
     return Classifier.from_settings(Settings())
 
 
-@pytest.fixture(scope="session")
+# Package scope: the server's warm PDF workers are children of this test process, and the PDF
+# tests outside tests/e2e count those children, so the server must be gone when they run.
+@pytest.fixture(scope="package")
 def server(classifier, tmp_path_factory) -> MedLensServer:
     srv = MedLensServer(classifier, tmp_path_factory.mktemp("medlens-config")).start()
     yield srv
