@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 from aiohttp import FormData, web
 from PIL import Image
 
 from fixtures.data import image
-from fixtures.server import EXTENSION_ORIGIN, PUBLIC_IP, Api, MakeApi, PublicSite
+from fixtures.server import EXTENSION_ORIGIN, PUBLIC_IP, Api, GatedClassifier, MakeApi, PublicSite
 from fixtures.site import SAMPLE_JPEG, TestSite
 from medlens.model.classifier import Classifier
 
@@ -552,28 +551,6 @@ async def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
 
 
 # ---------------------------------------------------------------- back-pressure
-
-
-class GatedClassifier:
-    """The real classifier behind a gate the test opens: makes "the model is busy" deterministic."""
-
-    def __init__(self, inner: Classifier) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    @property
-    def info(self) -> dict[str, Any]:
-        return self.inner.info
-
-    @property
-    def threshold(self) -> float:
-        return self.inner.threshold
-
-    def classify(self, images: Sequence[Image.Image], threshold: float | None = None) -> list[Any]:
-        self.entered.set()
-        assert self.gate.wait(30), "test never opened the gate"
-        return self.inner.classify(images, threshold)
 
 
 async def test_full_queue_answers_503_with_retry_after(make_api: MakeApi, classifier: Classifier, test_site: TestSite) -> None:

@@ -13,18 +13,17 @@ import base64
 import csv
 import io
 import json
-import shutil
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
 from e2e.conftest import CHROMIUM, MedLensServer
 from e2e.pages import CHART, CT, CUPS, PHOTO, XRAY
+from fixtures.server import GatedClassifier
 
 pytestmark = pytest.mark.slow
 
@@ -32,28 +31,6 @@ CSV_COLUMNS = ["input", "source", "status", "label", "probability", "modality", 
                "cached", "error_code", "error_message"]
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-
-
-class GatedClassifier:
-    """The real classifier behind a gate the test opens: makes "the server is busy" deterministic."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    @property
-    def info(self) -> dict[str, Any]:
-        return self.inner.info
-
-    @property
-    def threshold(self) -> float:
-        return self.inner.threshold
-
-    def classify(self, images: Sequence[Any], threshold: float | None = None) -> list[Any]:
-        self.entered.set()
-        assert self.gate.wait(60), "test never opened the gate"
-        return self.inner.classify(images, threshold)
 
 
 @pytest.fixture(scope="module")
