@@ -23,18 +23,15 @@ def geckodriver() -> str:
     return str(Path(spec.submodule_search_locations[0]) / "geckodriver_linux64")
 
 
-@pytest.fixture(scope="module")
-def firefox(ext_dir):
-    from selenium import webdriver
+def firefox_options(gecko_id: str, addon_uuid: str):
+    """Headless Firefox ESR that stays off the network, with the add-on's moz-extension:// host pinned."""
     from selenium.webdriver.firefox.options import Options
-    from selenium.webdriver.firefox.service import Service
 
-    gecko_id = json.loads((ext_dir / "manifest.json").read_text())["browser_specific_settings"]["gecko"]["id"]
     opts = Options()
     opts.binary_location = FIREFOX
     opts.add_argument("-headless")
-    opts.add_argument("-remote-allow-system-access")  # lets driver.get() open moz-extension:// pages
-    opts.set_preference("extensions.webextensions.uuids", json.dumps({gecko_id: ADDON_UUID}))
+    opts.add_argument("-remote-allow-system-access")  # moz-extension:// pages and the AddonManager check
+    opts.set_preference("extensions.webextensions.uuids", json.dumps({gecko_id: addon_uuid}))
     for key, value in {
         "app.update.enabled": False, "browser.shell.checkDefaultBrowser": False, "extensions.update.enabled": False,
         "datareporting.policy.dataSubmissionEnabled": False, "toolkit.telemetry.enabled": False,
@@ -42,6 +39,16 @@ def firefox(ext_dir):
         "browser.safebrowsing.malware.enabled": False, "browser.safebrowsing.phishing.enabled": False,
     }.items():
         opts.set_preference(key, value)
+    return opts
+
+
+@pytest.fixture(scope="module")
+def firefox(ext_dir):
+    from selenium import webdriver
+    from selenium.webdriver.firefox.service import Service
+
+    gecko_id = json.loads((ext_dir / "manifest.json").read_text())["browser_specific_settings"]["gecko"]["id"]
+    opts = firefox_options(gecko_id, ADDON_UUID)
     drv = webdriver.Firefox(options=opts, service=Service(executable_path=geckodriver()))
     drv.set_window_size(1100, 900)
     drv.set_script_timeout(90)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.conftest import CHROMIUM, FIREFOX, chromium_args, dump, open_page, tab_for
-from e2e.test_firefox import ext_eval, geckodriver
+from e2e.conftest import CHROMIUM, chromium_args, dump, open_page, tab_for
+from e2e.test_firefox import ext_eval, firefox_options, geckodriver
 from e2e.test_frames import FRAME_BADGES, frame_of, framed_page, wait_frame_badges
 from e2e.test_pair import medlens_pair
 from fixtures.data import REPO_ROOT
@@ -99,23 +99,11 @@ AddonManager.getAddonByID(id).then(a => done(a && {temporary: a.temporarilyInsta
 def test_firefox_package_installs_permanently_pairs_and_scans(packages, server, site, reports_dir):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.firefox.options import Options
     from selenium.webdriver.firefox.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = Options()
-    opts.binary_location = FIREFOX
-    opts.add_argument("-headless")
-    opts.add_argument("-remote-allow-system-access")  # moz-extension:// pages and the AddonManager check
+    opts = firefox_options(GECKO_ID, ADDON_UUID)
     opts.set_preference("xpinstall.signatures.required", False)  # ESR allows unsigned add-ons with this
-    opts.set_preference("extensions.webextensions.uuids", json.dumps({GECKO_ID: ADDON_UUID}))
-    for key, value in {
-        "app.update.enabled": False, "browser.shell.checkDefaultBrowser": False, "extensions.update.enabled": False,
-        "datareporting.policy.dataSubmissionEnabled": False, "toolkit.telemetry.enabled": False,
-        "network.captive-portal-service.enabled": False, "network.connectivity-service.enabled": False,
-        "browser.safebrowsing.malware.enabled": False, "browser.safebrowsing.phishing.enabled": False,
-    }.items():
-        opts.set_preference(key, value)
     drv = webdriver.Firefox(options=opts, service=Service(executable_path=geckodriver()))
     try:
         drv.set_window_size(1100, 700)
