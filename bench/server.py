@@ -33,7 +33,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from medlens.ingest.decode import decode_image  # noqa: E402
 from medlens.ingest.pdf import extract_pdf_images_limited  # noqa: E402
 from medlens.model.classifier import Classifier  # noqa: E402
 from medlens.settings import Settings  # noqa: E402
+from serve_process import ServeProcess  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -63,41 +63,14 @@ def pct(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------- the server process
 
 
-class Server:
-    def __init__(self, config_dir: Path, device: str, port: int, *settings: str) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        extra = [arg for setting in settings for arg in ("--set", setting)]
-        cmd = [sys.executable, "-m", "medlens.cli", "--config-dir", str(config_dir), "--device", device,
-               "--set", "cache_entries=0", *extra, "serve", "--port", str(port), "--allow-private"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline() if self.proc.stdout else ""
-            if not line:
-                raise RuntimeError("medlens serve exited before it listened")
-            if "Ctrl-C" in line:
-                break
-        self.token = (config_dir / "token").read_text().strip()
-        self.headers = {"Authorization": f"Bearer {self.token}"}
-
-    def stop(self) -> None:
-        self.proc.send_signal(2)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-async def classify(session: aiohttp.ClientSession, server: Server, urls: list[str]) -> list[dict[str, Any]]:
+async def classify(session: aiohttp.ClientSession, server: ServeProcess, urls: list[str]) -> list[dict[str, Any]]:
     async with session.post(server.url + "/v1/classify", json={"urls": urls}, headers=server.headers) as resp:
         body = await resp.json()
     assert resp.status == 200, body
     return body["results"]
 
 
-async def page_scan(session: aiohttp.ClientSession, server: Server, url: str) -> int:
+async def page_scan(session: aiohttp.ClientSession, server: ServeProcess, url: str) -> int:
     async with session.post(server.url + "/v1/classify/page", json={"url": url}, headers=server.headers) as resp:
         body = await resp.json()
     assert resp.status == 200, body
@@ -148,7 +121,7 @@ async def scan_site(rels: list[str]) -> tuple[Any, str]:
 # ---------------------------------------------------------------- measurements
 
 
-async def throughput(session: aiohttp.ClientSession, server: Server, urls: list[str]) -> tuple[float, int]:
+async def throughput(session: aiohttp.ClientSession, server: ServeProcess, urls: list[str]) -> tuple[float, int]:
     t0 = time.perf_counter()
     results = await classify(session, server, urls)
     dt = time.perf_counter() - t0
@@ -175,7 +148,7 @@ def original_way(classifier: Classifier, urls: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-async def latency(session: aiohttp.ClientSession, server: Server, urls: list[str]) -> list[float]:
+async def latency(session: aiohttp.ClientSession, server: ServeProcess, urls: list[str]) -> list[float]:
     times = []
     for url in urls:
         t0 = time.perf_counter()
@@ -186,7 +159,7 @@ async def latency(session: aiohttp.ClientSession, server: Server, urls: list[str
 
 
 async def latency_under_load(
-    session: aiohttp.ClientSession, server: Server, urls: list[str], page_url: str, scanners: int
+    session: aiohttp.ClientSession, server: ServeProcess, urls: list[str], page_url: str, scanners: int
 ) -> tuple[list[float], int]:
     """One-image latencies while `scanners` clients scan pages back to back. `page_url` may hold
     `{key}`, filled per scan (distinct image URLs per scan); else a query string tells scans apart."""
@@ -218,7 +191,8 @@ async def fairness(args: argparse.Namespace, rels: list[str], work: Path) -> Non
     servers = {}
     try:
         for order in ("fifo", "fair"):
-            servers[order] = Server(work / f"config-{order}", args.device, free_port(), f"queue_order={order}")
+            servers[order] = ServeProcess(work / f"config-{order}", free_port(), "cache_entries=0", f"queue_order={order}",
+                                          flags=("--device", args.device))
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
             for server in servers.values():  # warm-up: first batches, connections, decodes
                 await classify(session, server, [f"{base}/images/{r}?warm" for r in rels[:32]])
@@ -259,8 +233,10 @@ async def pdf_errors(args: argparse.Namespace, work: Path) -> None:
         "report.pdf (16 images, ok)": (SHARED_DATA / "docs" / "report.pdf").read_bytes(),
     }
     servers = {
-        "fresh process per PDF (old)": Server(work / "config-pdf0", args.device, free_port(), "pdf_workers=0"),
-        "warm workers (new)": Server(work / "config-pdf2", args.device, free_port(), "pdf_workers=2"),
+        "fresh process per PDF (old)": ServeProcess(work / "config-pdf0", free_port(), "cache_entries=0", "pdf_workers=0",
+                                                     flags=("--device", args.device)),
+        "warm workers (new)": ServeProcess(work / "config-pdf2", free_port(), "cache_entries=0", "pdf_workers=2",
+                                            flags=("--device", args.device)),
     }
     times: dict[tuple[str, str], list[float]] = {}
     try:
@@ -296,7 +272,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def pdf_end_to_end(session: aiohttp.ClientSession, server: Server, data: bytes) -> tuple[float, int]:
+async def pdf_end_to_end(session: aiohttp.ClientSession, server: ServeProcess, data: bytes) -> tuple[float, int]:
     form = aiohttp.FormData()
     form.add_field("file", io.BytesIO(data), filename="many-images.pdf", content_type="application/pdf")
     t0 = time.perf_counter()
@@ -329,7 +305,7 @@ async def run(args: argparse.Namespace) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t = time.perf_counter()
-    server = Server(work / "config", args.device, port)
+    server = ServeProcess(work / "config", port, "cache_entries=0", flags=("--device", args.device))
     print(f"medlens serve ready in {time.perf_counter() - t:.1f}s on {server.url}")
     classifier = Classifier.from_settings(settings)
     images = [decode_image((SHARED_DATA / "images" / r).read_bytes(), settings).image for r in rels]

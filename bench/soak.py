@@ -29,7 +29,6 @@ import asyncio
 import collections
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import aiohttp  # noqa: E402
 
 from fixtures.data import SHARED_DATA, pick_real_images  # noqa: E402
 from fixtures.site import TestSite  # noqa: E402
+from serve_process import ServeProcess  # noqa: E402
 
 DEFAULT_MIX = "url=45,urls=15,upload=15,page=8,pdf=4,health=8,bad=5"
 EXPECTED_BAD = {"decode_failed", "invalid_json"}
@@ -66,35 +66,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-class Server:
-    """`medlens serve` as its own process, with the given settings."""
-
-    def __init__(self, config_dir: Path, port: int, *settings: str) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        extra = [arg for setting in settings for arg in ("--set", setting)]
-        cmd = [sys.executable, "-m", "medlens.cli", "--config-dir", str(config_dir), *extra,
-               "serve", "--port", str(port), "--allow-private"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline() if self.proc.stdout else ""
-            if not line:
-                raise RuntimeError("medlens serve exited before it listened")
-            if "Ctrl-C" in line:
-                break
-        self.headers = {"Authorization": f"Bearer {(config_dir / 'token').read_text().strip()}"}
-
-    def stop(self) -> str:
-        self.proc.send_signal(2)
-        try:
-            out, _ = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
 
 
 class Traffic:
@@ -124,7 +95,7 @@ class Traffic:
         return route, None
 
 
-async def send(session: aiohttp.ClientSession, server: Server, site: TestSite, route: str, arg: Any,
+async def send(session: aiohttp.ClientSession, server: ServeProcess, site: TestSite, route: str, arg: Any,
                pdf: bytes) -> tuple[int, dict[str, Any]]:
     """One request; (HTTP status, answer)."""
     h = server.headers
@@ -161,7 +132,7 @@ async def soak(args: argparse.Namespace, site: TestSite, cache_entries: int, wor
     mix = {k: int(v) for k, v in (item.split("=") for item in args.mix.split(","))}
     traffic = Traffic(site, args.images, mix, args.seed)
     plan = [traffic.draw() for _ in range(args.requests)]
-    server = Server(work / f"config-{cache_entries}", free_port(), f"cache_entries={cache_entries}")
+    server = ServeProcess(work / f"config-{cache_entries}", free_port(), f"cache_entries={cache_entries}")
     pid = server.proc.pid
     latencies: dict[str, list[float]] = collections.defaultdict(list)
     errors: collections.Counter[str] = collections.Counter()
