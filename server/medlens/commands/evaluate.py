@@ -58,17 +58,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _leave_sources_out(args: argparse.Namespace, settings: Any, samples: list, progress: bool) -> int:
     from medlens.model.classifier import SHIPPED_MODEL_DIR, load_extractor, read_card
-    from medlens.model.features import extract_features, framed_samples
-    from medlens.model.train import DEFAULT_VIEWS, FRAMED_VIEWS, TrainingSet, leave_sources_out
+    from medlens.model.train import DEFAULT_VIEWS, extract_training_set, leave_sources_out
 
     model_dir = Path(settings.model_dir) if settings.model_dir else SHIPPED_MODEL_DIR
     extractor = load_extractor(model_dir, read_card(model_dir), device=settings.device)
-    cache = settings.cache_path
-    real = extract_features(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed, cache_dir=cache, progress=progress)
-    framed = extract_features(framed_samples(real.samples, args.seed), extractor, views=FRAMED_VIEWS, seed=args.seed,
-                              cache_dir=cache, progress=progress, desc="framed")
+    data = extract_training_set(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed,
+                                cache_dir=settings.cache_path, progress=progress)
     only = set(args.sources.split(",")) if args.sources else None
-    report = leave_sources_out(TrainingSet(real, framed), seed=args.seed, jobs=args.jobs, progress=progress, only=only)
+    report = leave_sources_out(data, seed=args.seed, jobs=args.jobs, progress=progress, only=only)
     print(f"leave-sources-out: {len(report['per_source'])} held-out sources, {report['n']} images")
     print(f"balanced accuracy {report['balanced_accuracy']:.4f}   accuracy {report['accuracy']:.4f}   "
           f"ROC AUC {report['roc_auc'] or float('nan'):.4f}   ECE {report['calibration']['ece']:.4f}   "

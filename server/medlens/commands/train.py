@@ -40,9 +40,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from medlens.model.classifier import SHIPPED_MODEL_DIR, read_card
     from medlens.model.dataset import load_dataset
-    from medlens.model.features import extract_features, framed_samples
     from medlens.model.onnx_features import OnnxFeatures
-    from medlens.model.train import DEFAULT_VIEWS, FRAMED_VIEWS, TrainingSet, leave_sources_out, modality_leave_sources_out, train
+    from medlens.model.train import DEFAULT_VIEWS, extract_training_set, leave_sources_out, modality_leave_sources_out, train
 
     settings = load_settings(args)
     samples = load_dataset(args.data)
@@ -59,12 +58,8 @@ def run(args: argparse.Namespace) -> int:
     extractor = OnnxFeatures(args.out / info["file"], sha256=info["sha256"], feature_size=info["feature_size"], device=settings.device)
     progress = sys.stderr.isatty()
     cache = None if args.no_cache else settings.cache_path
-    real = extract_features(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed, cache_dir=cache, progress=progress)
-    framed = None
-    if not args.no_framed:
-        framed = extract_features(framed_samples(real.samples, args.seed), extractor, views=FRAMED_VIEWS, seed=args.seed,
-                                  cache_dir=cache, progress=progress, desc="framed")
-    data = TrainingSet(real, framed)
+    data = extract_training_set(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed, cache_dir=cache,
+                                framed=not args.no_framed, progress=progress)
     head, validation = train(data, info, seed=args.seed, n_folds=args.folds, data_name=str(args.data))
     if args.leave_sources_out:
         lso = leave_sources_out(data, seed=args.seed, jobs=args.jobs, progress=progress)
@@ -73,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         head.card["leave_sources_out"] = lso
         head.card.setdefault("modality_head", {})["leave_sources_out"] = modality_leave_sources_out(data, seed=args.seed, jobs=args.jobs)
     head.save(args.out)
-    print(f"trained on {len(real.samples)} images ({len(real.skipped)} unreadable skipped) -> {args.out}")
-    for path, reason in real.skipped:
+    print(f"trained on {len(data.real.samples)} images ({len(data.real.skipped)} unreadable skipped) -> {args.out}")
+    for path, reason in data.real.skipped:
         print(f"  skipped {path}: {reason}")
     auc = validation["roc_auc"]
     print(

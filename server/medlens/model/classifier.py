@@ -21,8 +21,8 @@ from PIL import Image
 
 from medlens.errors import ModelError
 from medlens.model.calibration import Calibrator
-from medlens.model.features import features_of_pixels, head_input_size
-from medlens.model.image_stats import STATS_SIZE, STATS_VERSION
+from medlens.model.features import features_of_pixels, head_input_size, image_features
+from medlens.model.image_stats import STATS_VERSION
 from medlens.model.labels import MEDICAL, NON_MEDICAL, OTHER_MODALITY
 from medlens.model.onnx_features import OnnxFeatures
 from medlens.model.preprocess import model_batch
@@ -222,10 +222,6 @@ class Classifier:
         return self.head.threshold
 
     @property
-    def input_side(self) -> int:
-        return self.extractor.side
-
-    @property
     def info(self) -> dict[str, Any]:
         fe = self.head.card.get("feature_extractor", {})
         return {
@@ -239,8 +235,7 @@ class Classifier:
         }
 
     def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        pixels, aspects = model_batch(images, self.extractor.side)
-        return features_of_pixels(self.extractor, pixels, aspects)
+        return image_features(self.extractor, images)
 
     def classify(self, images: Sequence[Image.Image], threshold: float | None = None) -> list[Prediction]:
         if not images:
@@ -255,5 +250,3 @@ class Classifier:
         feats = features_of_pixels(self.extractor, pixels, aspects)
         return self.head.predict(feats, threshold)
 
-
-__all__ = ["Classifier", "Head", "Prediction", "MEDICAL", "NON_MEDICAL", "SHIPPED_MODEL_DIR", "STATS_SIZE"]

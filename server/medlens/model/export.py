@@ -23,7 +23,7 @@ OPSET = 17
 
 
 def export_features(out_path: Path, backbone: str = "mobilenet_v2", weights_path: str | Path | None = None) -> dict[str, Any]:
-    net, weights, weights_sha = load_feature_net(backbone, weights_path)
+    net, _, weights_sha = load_feature_net(backbone, weights_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     example = torch.zeros(1, INPUT_SIDE, INPUT_SIDE, 3, dtype=torch.uint8)

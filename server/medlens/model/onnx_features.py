@@ -7,7 +7,6 @@ is opened, so a damaged or swapped file is refused instead of silently giving ot
 from __future__ import annotations
 
 import hashlib
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +74,6 @@ class OnnxFeatures:
             raise ModelError(
                 "head_mismatch", f"feature extractor {path} gives {out.shape[1]} features, the model card says {feature_size}"
             )
-        self._lock = threading.Lock()
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
         if len(pixels) == 0:

@@ -15,6 +15,7 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ from medlens.model.calibration import Calibrator, fit_calibrator, reliability
 from medlens.model.classifier import Head
 from medlens.model.composite import COMPOSITE_SPEC
 from medlens.model.dataset import Sample
-from medlens.model.features import FeatureTable
+from medlens.model.features import FeatureTable, extract_features, framed_samples
 from medlens.model.image_stats import STATS_SIZE, STATS_VERSION
 from medlens.model.labels import OTHER_MODALITY
 from medlens.model.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
@@ -86,6 +87,20 @@ class TrainingSet:
         keep = {s.source for s in real.samples}
         framed = self.framed.subset([i for i, s in enumerate(self.framed.samples) if s.sources <= keep])
         return TrainingSet(real, framed)
+
+
+def extract_training_set(
+    samples: Sequence[Sample], extractor: Any, *, views: int = DEFAULT_VIEWS, seed: int = 0,
+    cache_dir: Path | None = None, framed: bool = True, progress: bool = True,
+) -> TrainingSet:
+    """Features of every sample's views and, unless `framed` is off, of its framed copy: what
+    `medlens train` fits and `medlens evaluate --leave-sources-out` studies, built one way."""
+    real = extract_features(samples, extractor, views=views, seed=seed, cache_dir=cache_dir, progress=progress)
+    if not framed:
+        return TrainingSet(real)
+    copies = extract_features(framed_samples(real.samples, seed), extractor, views=FRAMED_VIEWS, seed=seed,
+                              cache_dir=cache_dir, progress=progress, desc="framed")
+    return TrainingSet(real, copies)
 
 
 def sample_weights(samples: Sequence[Sample], temper: float = 0.5) -> np.ndarray:
