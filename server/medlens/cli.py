@@ -19,6 +19,7 @@ from typing import Sequence
 from medlens import __version__
 from medlens.commands import COMMANDS
 from medlens.errors import MedLensError
+from medlens.terminal_text import printable
 
 log = logging.getLogger("medlens")
 
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except MedLensError as exc:
-        print(f"medlens {args.command}: {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"medlens {args.command}: {exc.code}: {printable(exc.message)}", file=sys.stderr)
         return 2 if exc.code == "invalid_request" else 1
     except KeyboardInterrupt:
         print(f"medlens {args.command}: interrupted", file=sys.stderr)

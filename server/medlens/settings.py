@@ -79,6 +79,11 @@ class Settings:
     # sizes
     max_image_bytes: int = _doc("Largest image download or upload, in bytes.", 20 * 1024 * 1024)
     max_pixels: int = _doc("Largest decoded image (width x height): decompression-bomb guard.", 50_000_000)
+    max_jpeg_scans: int = _doc("Most scans in one JPEG (a progressive one has about 10); each is a full pass over the "
+                               "image, so more is refused as decode_failed before decoding (scan bombs).", 64)
+    window_block_bytes: int = _doc("Scratch memory for windowing a 16-bit or float image to 8 bits (on top of its "
+                                   "decoded pixels): it is mapped in float32 row blocks of at most this size.",
+                                   16 * 1024 * 1024)
     min_side: int = _doc("Images whose shorter side is below this many pixels are skipped as too small.", 16)
     max_items: int = _doc("Most URLs or files in one request.", 256)
     max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)
