@@ -48,6 +48,9 @@ HTTP_STATUS: dict[str, int] = {
     "backbone_unavailable": 500,
     "weights_invalid": 500,
     "head_mismatch": 500,
+    "server_start_failed": 500,
+    "port_in_use": 409,
+    "install_failed": 500,
     "internal": 500,
 }
 

@@ -47,6 +47,15 @@ class Settings:
     allow_private: bool = _doc("Let the server fetch loopback/private/link-local addresses (SSRF guard off).", False)
     pairing_ttl_s: float = _doc("Seconds a `medlens pair` code stays valid (short: it stands in for the token).", 120.0)
     pairing_attempts: int = _doc("Tries, right or wrong, one `medlens pair` code allows before it is spent.", 5)
+    idle_shutdown_s: float = _doc("Seconds without any request after which `medlens serve` stops by itself; 0 = never "
+                                  "(the default when you start it). A server the native host starts gets "
+                                  "native_idle_shutdown_s instead.", 0.0)
+    # native messaging host (`medlens native-host`, started by the browser)
+    native_idle_shutdown_s: float = _doc("idle_shutdown_s of a server the native host starts for the browser, so it "
+                                         "does not linger long after the browser closes; 0 = it runs until stopped.",
+                                         900.0)
+    native_start_timeout_s: float = _doc("Seconds the native host waits for a server it started (or one starting "
+                                         "already) to answer /v1/health before it reports server_start_failed.", 90.0)
     # model
     device: str = _doc("Where the feature extractor runs: auto (CUDA when onnxruntime-gpu is installed), cpu or cuda.", "auto")
     model_dir: str = _doc("Folder with the feature extractor, heads and model card; empty = the shipped model.", "")
