@@ -15,12 +15,8 @@ from typing import Any
 from medlens.errors import MedLensError
 from medlens.settings import Settings
 
-<<<<<<< HEAD
-COMMANDS = ["serve", "classify", "token", "pair", "page", "train", "evaluate", "export", "batch"]
-=======
-COMMANDS = ["serve", "classify", "token", "pair", "train", "evaluate", "export", "batch",
+COMMANDS = ["serve", "classify", "token", "pair", "page", "train", "evaluate", "export", "batch",
             "install", "uninstall", "status", "native-host"]
->>>>>>> main
 
 
 def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
