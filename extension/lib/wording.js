@@ -62,6 +62,9 @@
     backbone_unavailable: ["model missing", "The server's model weights are not installed. Reinstall MedLens."],
     weights_invalid: ["model damaged", "A model file fails its checksum. Reinstall MedLens."],
     head_mismatch: ["model mismatch", "The model's parts do not fit together. Reinstall MedLens."],
+    server_start_failed: ["server setup", "The browser could not start MedLens. Run `medlens serve` in a terminal to see why."],
+    port_in_use: ["server setup", "Another program uses MedLens's port. Stop it, or set another port for MedLens."],
+    install_failed: ["server setup", "`medlens install` could not write its files; check the folder's permissions."],
     internal: ["server error", "The server failed unexpectedly (a bug). Try again; the server's log says more."],
     // only the extension or the web page make these
     server_down: ["server not running", "No MedLens server answers. Start it in a terminal with `medlens serve`."],
