@@ -51,6 +51,7 @@ def page_for(site, name: str) -> tuple[str, dict[str, str]]:
 @pytest.fixture
 def home(tmp_path: Path):
     h = NativeHome(tmp_path / "home")
+    h.env["MEDLENS_ALLOW_PRIVATE"] = "1"  # the test site is on loopback, which the SSRF guard refuses
     h.root.mkdir()
     yield h
     h.kill_server()
