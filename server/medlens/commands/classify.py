@@ -12,22 +12,27 @@ import argparse
 import asyncio
 import csv
 import json
+import logging
 import sys
 from typing import Any, Callable, TextIO
 
 from tqdm import tqdm
 
 from medlens.commands import load_settings
+from medlens.errors import unexpected_error
 from medlens.ingest.fetch import Fetcher
 from medlens.ingest.sources import expand_inputs
 from medlens.model.classifier import Classifier
 from medlens.pipeline.batcher import MicroBatcher
 from medlens.pipeline.pipeline import Pipeline
+from medlens.pipeline.results import error_result
 from medlens.settings import Settings
+from medlens.terminal_text import printable
 
 # Where an image sits in its source, when it is inside one (PDF page, archive member, video frame).
 PLACE_FIELDS = ["member", "page", "index", "frame", "time_s", "dicom_modality", "role"]
 FIELDS = ["source", *PLACE_FIELDS, "status", "label", "probability", "modality", "error"]
+log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
@@ -101,12 +106,15 @@ async def classify_inputs(
             async with in_flight:
                 try:
                     results = await pipeline.classify_source(source, threshold=threshold)
+                except Exception as exc:  # a bug or an input nobody foresaw costs its own row, never the run
+                    log.exception("unexpected failure on %s", printable(source[:200]))
+                    results = [error_result(source, unexpected_error(exc))]
                 finally:
                     if on_done is not None:
                         on_done(1)
             recovered = sum(1 for r in results if r.get("repaired"))
             if recovered:
-                print(f"medlens classify: {source} is damaged; only the {recovered} image(s) that could be "
+                print(f"medlens classify: {printable(source)} is damaged; only the {recovered} image(s) that could be "
                       "recovered are listed", file=sys.stderr)
             return [_row(r, source) for r in results]
 
@@ -146,11 +154,11 @@ def table(rows: list[Row]) -> str:
     header = ("SOURCE", "LABEL", "PROB", "MODALITY", "NOTE")
     lines = [
         (
-            _shorten(row["source"] + _place_text(row), 70),
+            _shorten(printable(row["source"]) + printable(_place_text(row)), 70),
             row["label"] or row["status"],
             f"{row['probability']:.3f}" if row["probability"] is not None else "-",
             row["modality"] or "-",
-            _error_text(row["error"]),
+            printable(_error_text(row["error"])),
         )
         for row in rows
     ]
