@@ -225,7 +225,9 @@
         for (const e of batch) items.push({ src: e.src, dataUrl: await readAsDataUrl(e.src, [...e.elements][0]) });
         reply = await ext.runtime.sendMessage({ type: TYPES.CLASSIFY_BYTES, items });
       } else {
-        reply = await ext.runtime.sendMessage({ type: TYPES.CLASSIFY_URLS, urls: batch.map((e) => e.src) });
+        reply = await ext.runtime.sendMessage({
+          type: TYPES.CLASSIFY_URLS, urls: batch.map((e) => e.src), referrerPolicy: MedLens.referrer.documentPolicy(document),
+        });
       }
     } catch (err) {
       reply = { error: { code: "extension_error", message: String(err && err.message ? err.message : err) } };
@@ -332,13 +334,6 @@
 
   /* ---------------------------------------------------------------- badges */
 
-  const REASONS = {
-    too_small: "too small", fetch_failed: "could not fetch", fetch_timeout: "fetch timed out", not_an_image: "not an image",
-    unsupported_format: "unsupported format", decode_failed: "unreadable image", too_large: "too large",
-    too_many_pixels: "too large", address_not_allowed: "address not allowed", scheme_not_allowed: "address not allowed",
-    invalid_url: "bad address", too_many_redirects: "too many redirects", server_down: "server not running",
-    unauthorized: "not paired", queue_full: "server busy", old_server: "server too old",
-  };
   const MODALITIES = {
     xray: "X-ray", ct: "CT", mri: "MRI", fundus: "fundus photo", histology: "histology", ultrasound: "ultrasound",
     nuclear: "nuclear medicine", cryosection: "cryosection", dermatology: "dermatology", endoscopy: "endoscopy",
@@ -415,13 +410,12 @@
       pill.title = text;
       pill.setAttribute("aria-label", text);
     } else {
-      const code = (r && r.error && r.error.code) || "error";
-      const reason = REASONS[code] || code.replace(/_/g, " ");
+      // one generic label whatever the code: the page learns nothing MedLens knows (details: popup)
+      const generic = MedLens.wording.pageLabel(r);
       pill.className = "pill quiet";
-      pill.append(span("icon", "⊘"), span("text", label === "skipped" ? `skipped: ${reason}` : `not classified: ${reason}`));
-      const text = `MedLens could not classify this image: ${reason}${r && r.error && r.error.message ? ` (${r.error.message})` : ""}`;
-      pill.title = text;
-      pill.setAttribute("aria-label", text);
+      pill.append(span("icon", "⊘"), span("text", generic.text));
+      pill.title = generic.title;
+      pill.setAttribute("aria-label", generic.title);
     }
     root.append(pill);
     applyMode(el, host, label, pill, doc);

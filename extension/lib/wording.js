@@ -63,6 +63,9 @@
     weights_invalid: ["model damaged", "A model file fails its checksum. Reinstall MedLens."],
     head_mismatch: ["model mismatch", "The model's parts do not fit together. Reinstall MedLens."],
     internal: ["server error", "The server failed unexpectedly (a bug). Try again; the server's log says more."],
+    server_start_failed: ["server did not start", "MedLens could not start its server. Run `medlens serve` in a terminal to see why."],
+    port_in_use: ["port taken", "Another program uses the MedLens server's port. Free it, or set another port in MedLens's settings and the options."],
+    install_failed: ["install failed", "`medlens install` could not write its files. Check the message, fix the folder's permissions and run it again."],
     // only the extension or the web page make these
     server_down: ["server not running", "No MedLens server answers. Start it in a terminal with `medlens serve`."],
     old_server: ["server too old", "The server is too old for this extension. Update MedLens, then restart `medlens serve`."],
