@@ -62,9 +62,9 @@ def test_one_suffix_table() -> None:
     assert suffix_of("a/B.TAR.GZ") == ".tar.gz" and suffix_of("x.JPG") == ".jpg" and suffix_of("noext") == ""
     for suffix in (".docx", ".pptx", ".odp", ".epub", ".cbz", ".zip", ".tar", ".dcm", ".mp4", ".webm", ".avif", ".jp2"):
         assert suffix in SUFFIX_KINDS, suffix
-    # (model/dataset.py lists the training folders' image files: training data, not inputs)
+    # (training/dataset.py lists the training folders' image files: training data, not inputs)
     copies = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if '".jpeg"' in p.read_text(encoding="utf-8")]
-    assert [p for p in copies if not p.startswith("model/")] == ["ingest/sources.py"]
+    assert [p for p in copies if not p.startswith("training/")] == ["ingest/sources.py"]
 
 
 def test_one_expansion_and_one_file_reader(tmp_path: Path) -> None:
