@@ -10,11 +10,18 @@ if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/s
 const ext = globalThis.browser ?? globalThis.chrome;
 const { TYPES, FROM_CONTENT, FROM_EXTENSION_PAGE } = MedLens.messages;
 const MENU_ID = "medlens-classify-image";
-const CONTENT_FILES = ["extension/lib/messages.js", "extension/content.js"];
+// The content script: classic scripts sharing the MedLens namespace, in dependency order
+// (content/main.js last). The shield script registered for document_start adds autostart.js.
+const CONTENT_FILES = [
+  "extension/lib/messages.js", "extension/lib/settings.js", "extension/lib/wording.js",
+  ...["candidates", "page-state", "queue", "cover", "view", "badge", "notice", "media", "observers", "main"]
+    .map((name) => `extension/content/${name}.js`),
+];
 // Upper bounds per request; the server's own max_items (from /v1/health) lowers them.
 const MAX_URLS_PER_CALL = 64;
 const MAX_BYTES_PER_CALL = 16;
 const LIMITS_KEY = "server:limits";
+const THRESHOLD_KEY = "server:threshold";
 // Per-item errors after which the service worker reads the image itself (with the user's cookies)
 // and sends its bytes: the server could not reach it (login, intranet) or got a login page instead.
 const RETRY_AS_BYTES = new Set([
@@ -86,7 +93,8 @@ function mergeFrames(tabId, url, frames, status) {
 /* ---------------------------------------------------------------- the server's limits */
 
 async function rememberLimits(health) {
-  await stateArea().set({ [LIMITS_KEY]: MedLens.api.limitsOf(health) });
+  const threshold = health && health.model && typeof health.model.threshold === "number" ? health.model.threshold : null;
+  await stateArea().set({ [LIMITS_KEY]: MedLens.api.limitsOf(health), [THRESHOLD_KEY]: threshold });
 }
 
 /** The limits the server reported at the last scan (its defaults until then). */
@@ -351,8 +359,9 @@ async function classifyImageInTab(tab, srcUrl, frameId = 0) {
       ? (await classifyDataUrls(s, [{ src: srcUrl, dataUrl: got.dataUrl }]))[0]
       : errorResult(srcUrl, "fetch_failed", "MedLens could not read this image's bytes");
   }
+  const [forPage] = (await withServerThreshold([result])).results;
   await ext.tabs.sendMessage(
-    tab.id, { type: TYPES.BADGE_IMAGE, src: srcUrl, result, settings: MedLens.settings.forContent(s) }, { frameId });
+    tab.id, { type: TYPES.BADGE_IMAGE, src: srcUrl, result: forPage, settings: MedLens.settings.forContent(s) }, { frameId });
   return result;
 }
 
@@ -384,14 +393,14 @@ function handleMessage(msg, sender) {
       const urls = Array.isArray(msg.urls) ? msg.urls.filter((u) => typeof u === "string" && /^https?:/i.test(u)) : [];
       if (!urls.length || urls.length !== msg.urls.length) return Promise.resolve({ error: { code: "invalid_request", message: "urls" } });
       const pageUrl = typeof sender.url === "string" && /^https?:/i.test(sender.url) ? sender.url : sender.tab.url; // the frame's own page
-      return MedLens.settings.load().then((s) => classifyUrlsFor(s, urls, pageUrl, tabId, frameId)).then((results) => ({ results }));
+      return MedLens.settings.load().then((s) => classifyUrlsFor(s, urls, pageUrl, tabId, frameId)).then(withServerThreshold);
     }
     case TYPES.CLASSIFY_BYTES: {
       const items = Array.isArray(msg.items)
         ? msg.items.filter((it) => it && typeof it.src === "string" && typeof it.dataUrl === "string" && it.dataUrl.startsWith("data:"))
         : [];
       if (!items.length || items.length !== msg.items.length) return Promise.resolve({ error: { code: "invalid_request", message: "items" } });
-      return MedLens.settings.load().then((s) => classifyDataUrls(s, items)).then((results) => ({ results }));
+      return MedLens.settings.load().then((s) => classifyDataUrls(s, items)).then(withServerThreshold);
     }
     case TYPES.FRAMES_CHANGED:
       return scanNewFrames(tabId).then(() => ({ ok: true }));
@@ -421,12 +430,84 @@ function createMenu() {
   });
 }
 
+/* ---------------------------------------------------------------- the shield: content script at document_start */
+
+const SHIELD_ID = "medlens-shield";
+const SHIELD_CSS = { blur: "extension/content/shield-blur.css", hide: "extension/content/shield-hide.css" };
+
+/** Match patterns that leave the off sites (and their subdomains) alone. */
+function offSitePatterns(offSites) {
+  return offSites.filter((h) => /^[a-z0-9.-]+$/.test(h)).flatMap((h) => [`*://${h}/*`, `*://*.${h}/*`]);
+}
+
+/** Register the document_start shield script as the settings say (auto-scan on: the content script
+ * starts with the page; blur/hide: plus the style that covers candidates from the first paint), or
+ * unregister it. Called at install, at startup and whenever those settings change. */
+async function syncShieldScript(s) {
+  s = s || (await MedLens.settings.load());
+  try {
+    const had = await ext.scripting.getRegisteredContentScripts({ ids: [SHIELD_ID] });
+    if (had.length) await ext.scripting.unregisterContentScripts({ ids: [SHIELD_ID] });
+  } catch {
+    /* none registered */
+  }
+  if (!s.autoScan) return null;
+  const script = {
+    id: SHIELD_ID, matches: ["<all_urls>"], allFrames: true, runAt: "document_start", persistAcrossSessions: true,
+    js: [...CONTENT_FILES, "extension/content/autostart.js"],
+  };
+  if (SHIELD_CSS[s.medicalMode]) script.css = [SHIELD_CSS[s.medicalMode]];
+  const exclude = offSitePatterns(s.offSites);
+  if (exclude.length) script.excludeMatches = exclude;
+  await ext.scripting.registerContentScripts([script]);
+  return script;
+}
+
+// One registration update at a time: two quick settings changes must not race.
+let shieldSync = Promise.resolve();
+
+/** Settings changed (options, popup): the shield follows; auto-scan turned on reaches open tabs.
+ * The pages' own content scripts re-render themselves (content/main.js listens too). */
+async function onSettingsChanged(changes, area) {
+  if (area !== "local" || !["autoScan", "medicalMode", "offSites"].some((k) => k in changes)) return;
+  const s = await MedLens.settings.load();
+  shieldSync = shieldSync.then(() => syncShieldScript(s)).catch(() => null);
+  await shieldSync;
+  if ("autoScan" in changes && s.autoScan && !changes.autoScan.oldValue) {
+    for (const tab of await ext.tabs.query({})) if (isScannable(tab.url)) void scanTab(tab).catch(() => null);
+  }
+}
+
+/** Results for a content script: with the server's threshold, so the page can apply a threshold
+ * change to them without asking again. */
+async function withServerThreshold(results) {
+  const got = await stateArea().get(THRESHOLD_KEY);
+  let threshold = got[THRESHOLD_KEY];
+  if (!(THRESHOLD_KEY in got)) {
+    try {
+      const health = await MedLens.api.health(await MedLens.settings.load());
+      await rememberLimits(health);
+      threshold = health && health.model ? health.model.threshold : null;
+    } catch {
+      threshold = null;
+    }
+  }
+  return { results: results.map((r) => (typeof threshold === "number" ? { ...r, serverThreshold: threshold } : r)) };
+}
+
 /* ---------------------------------------------------------------- listeners (top level, forwarders only) */
 
-ext.runtime.onInstalled.addListener(() => createMenu());
-ext.runtime.onStartup.addListener(() => createMenu());
+ext.runtime.onInstalled.addListener(() => {
+  createMenu();
+  void syncShieldScript();
+});
+ext.runtime.onStartup.addListener(() => {
+  createMenu();
+  void syncShieldScript();
+});
+ext.storage.onChanged.addListener((changes, area) => void onSettingsChanged(changes, area));
 ext.runtime.onMessage.addListener(onMessage);
-ext.action.onClicked.addListener((tab) => void scanTab(tab)); // only fires if the popup is ever unset
+// No action.onClicked: with a default_popup it never fires; the popup asks for scanTab as it opens.
 ext.contextMenus.onClicked.addListener((info, tab) => {
   if (info.menuItemId === MENU_ID) void classifyImageInTab(tab, info.srcUrl, info.frameId || 0);
 });
@@ -438,4 +519,4 @@ ext.tabs.onRemoved.addListener((tabId) => void stateArea().remove(stateKey(tabId
 
 // The seams tests and other tools rely on (architecture.md): scanTab and classifyImageInTab are
 // top-level functions of this script, i.e. globals of the worker / event page.
-Object.assign(globalThis, { scanTab, classifyImageInTab, getTabState, handleMessage });
+Object.assign(globalThis, { scanTab, classifyImageInTab, getTabState, handleMessage, syncShieldScript });

@@ -14,8 +14,10 @@
     medicalMode: "badge", // badge | blur | hide (hide: click to reveal)
     offSites: [], // host names where MedLens stays off (a name also covers its subdomains)
     autoScan: false, // scan pages on load
+    mark: "auto", // which images get a mark: all | medical | auto (medical only in blur/hide modes)
   });
   const MODES = Object.freeze(["badge", "blur", "hide"]);
+  const MARKS = Object.freeze(["auto", "all", "medical"]);
 
   /** "127.0.0.1:8377" or "http://localhost:8377/" -> "http://127.0.0.1:8377"-like origin, or null. */
   function normalizeServerUrl(value) {
@@ -62,6 +64,7 @@
     if (!MODES.includes(s.medicalMode)) s.medicalMode = "badge";
     s.offSites = parseOffSites(s.offSites);
     s.autoScan = s.autoScan === true;
+    if (!MARKS.includes(s.mark)) s.mark = "auto";
     return s;
   }
 
@@ -95,7 +98,7 @@
   }
 
   ns.settings = Object.freeze({
-    DEFAULTS, DEFAULT_SERVER, MODES, normalize, normalizeServerUrl, normalizeHost, parseOffSites, load, save,
+    DEFAULTS, DEFAULT_SERVER, MODES, MARKS, normalize, normalizeServerUrl, normalizeHost, parseOffSites, load, save,
     isSiteOff, forContent,
   });
 })();
