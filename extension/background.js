@@ -5,7 +5,7 @@
 /* global importScripts, MedLens */
 "use strict";
 
-if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js");
+if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js", "lib/referrer.js");
 
 const ext = globalThis.browser ?? globalThis.chrome;
 const { TYPES, FROM_CONTENT, FROM_EXTENSION_PAGE } = MedLens.messages;
@@ -13,7 +13,7 @@ const MENU_ID = "medlens-classify-image";
 // The content script: classic scripts sharing the MedLens namespace, in dependency order
 // (content/main.js last). The shield script registered for document_start adds autostart.js.
 const CONTENT_FILES = [
-  "extension/lib/messages.js", "extension/lib/settings.js", "extension/lib/wording.js",
+  "extension/lib/messages.js", "extension/lib/referrer.js", "extension/lib/settings.js", "extension/lib/wording.js",
   ...["candidates", "page-state", "queue", "cover", "view", "badge", "notice", "media", "observers", "main"]
     .map((name) => `extension/content/${name}.js`),
 ];
@@ -21,12 +21,14 @@ const CONTENT_FILES = [
 const MAX_URLS_PER_CALL = 64;
 const MAX_BYTES_PER_CALL = 16;
 const LIMITS_KEY = "server:limits";
-const THRESHOLD_KEY = "server:threshold";
-// Per-item errors after which the service worker reads the image itself (with the user's cookies)
-// and sends its bytes: the server could not reach it (login, intranet) or got a login page instead.
-const RETRY_AS_BYTES = new Set([
-  "fetch_failed", "fetch_timeout", "address_not_allowed", "not_an_image", "too_many_redirects", "unsupported_media_type",
-]);
+// Per-item errors after which the page itself may hand over the image's bytes: the server could not
+// download it (a login, a slow host) or got a login page instead. Only for an image of the page's
+// own origin, which the page can read anyway. The safety refusals (address_not_allowed,
+// scheme_not_allowed, invalid_url) are final: re-reading what the server refused would let a page
+// learn, through the badges, about images and addresses it may not read.
+const READ_IN_PAGE = new Set(["fetch_failed", "fetch_timeout", "not_an_image", "too_many_redirects"]);
+// What the popup keeps of a tab's unclassified images (their details never reach the page).
+const MAX_PROBLEMS = 200;
 const stateArea = () => ext.storage.session ?? ext.storage.local;
 
 /* ---------------------------------------------------------------- tab state (storage) */
@@ -93,8 +95,9 @@ function mergeFrames(tabId, url, frames, status) {
 /* ---------------------------------------------------------------- the server's limits */
 
 async function rememberLimits(health) {
-  const threshold = health && health.model && typeof health.model.threshold === "number" ? health.model.threshold : null;
-  await stateArea().set({ [LIMITS_KEY]: MedLens.api.limitsOf(health), [THRESHOLD_KEY]: threshold });
+  await stateArea().set({ [LIMITS_KEY]: MedLens.api.limitsOf(health) });
+  const t = health && health.model && health.model.threshold;
+  if (typeof t === "number") await MedLens.settings.save({ serverThreshold: t }); // shown in options; labels judged by it
 }
 
 /** The limits the server reported at the last scan (its defaults until then). */
@@ -179,13 +182,12 @@ function uploadName(blob, i) {
   return `image-${i}.${sub === "jpeg" ? "jpg" : sub}`;
 }
 
-/** Read an image with the browser's own session (cookies), as the page would. */
-async function fetchImageBlob(src) {
-  const resp = await fetch(src, { credentials: "include", cache: "force-cache" });
-  if (!resp.ok) throw Object.assign(new Error(`HTTP ${resp.status}`), { code: "fetch_failed" });
-  const blob = await resp.blob();
-  if (blob.size > (await knownLimits()).max_image_bytes) throw Object.assign(new Error("image too large"), { code: "too_large" });
-  return blob;
+function sameOrigin(a, b) {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
 }
 
 /* ---------------------------------------------------------------- classification */
@@ -208,28 +210,42 @@ async function classifyBlobs(s, items) {
   return out;
 }
 
-/** URLs -> results; what the server cannot fetch is read here (or by the page) and sent as bytes. */
-async function classifyUrlsFor(s, urls, pageUrl, tabId, frameId) {
-  const results = [];
+/** URLs found on a page -> results in order. `page`: {url, policy, policies, tabId, frameId}, the
+ * frame the URLs come from, its referrer policy (and each image's own, parallel to `urls`). The
+ * server is told at most the page's origin (lib/referrer.js), one request per distinct referrer;
+ * what it cannot download, the page hands over as bytes if the image is of the page's own origin. */
+async function classifyUrlsFor(s, urls, page) {
+  const results = new Array(urls.length);
+  const groups = new Map();
+  urls.forEach((u, i) => {
+    const policy = (page.policies && page.policies[i]) || page.policy || "";
+    const referrer = MedLens.referrer.referrerFor(page.url, policy, u) || "";
+    if (!groups.has(referrer)) groups.set(referrer, []);
+    groups.get(referrer).push(i);
+  });
   const per = Math.max(1, Math.min(MAX_URLS_PER_CALL, (await knownLimits()).max_items));
-  for (let i = 0; i < urls.length; i += per) {
-    const chunk = urls.slice(i, i + per);
-    try {
-      results.push(...(await MedLens.api.classifyUrls(s, chunk, pageUrl)));
-    } catch (e) {
-      const err = errorOf(e);
-      results.push(...chunk.map((u) => errorResult(u, err.code, err.message)));
+  for (const [referrer, indexes] of groups) {
+    for (let i = 0; i < indexes.length; i += per) {
+      const chunk = indexes.slice(i, i + per);
+      let got;
+      try {
+        got = await MedLens.api.classifyUrls(s, chunk.map((j) => urls[j]), referrer || null);
+      } catch (e) {
+        const err = errorOf(e);
+        got = chunk.map((j) => errorResult(urls[j], err.code, err.message));
+      }
+      chunk.forEach((j, k) => {
+        results[j] = got[k] || errorResult(urls[j], "internal", "no result");
+      });
     }
   }
-  const retry = [];
-  results.forEach((r, i) => {
-    if (r && r.status === "error" && r.error && RETRY_AS_BYTES.has(r.error.code) && /^https?:/i.test(urls[i])) retry.push(i);
-  });
+  const retry = results.flatMap((r, i) => (r.status === "error" && r.error && READ_IN_PAGE.has(r.error.code)
+    && /^https?:/i.test(urls[i]) && sameOrigin(urls[i], page.url) ? [i] : []));
   if (retry.length) {
     const items = [];
     const idx = [];
     await Promise.all(retry.map(async (i) => {
-      const blob = await readImage(urls[i], tabId, frameId);
+      const blob = await readInPage(urls[i], page.tabId, page.frameId);
       if (blob) {
         items.push({ src: urls[i], blob });
         idx.push(i);
@@ -243,13 +259,8 @@ async function classifyUrlsFor(s, urls, pageUrl, tabId, frameId) {
   return results.map((r, i) => ({ ...r, source: urls[i] }));
 }
 
-/** The image's bytes: first with the browser's cookies from here, else from the page itself. */
-async function readImage(src, tabId, frameId) {
-  try {
-    return await fetchImageBlob(src);
-  } catch {
-    /* try the page */
-  }
+/** The image's bytes as the page itself reads them (its own origin, its own session), or null. */
+async function readInPage(src, tabId, frameId) {
   if (typeof tabId !== "number") return null;
   try {
     const got = await ext.tabs.sendMessage(tabId, { type: TYPES.GET_IMAGE_BYTES, src }, { frameId: frameId || 0 });
@@ -277,6 +288,58 @@ async function classifyDataUrls(s, items) {
   return out;
 }
 
+/** What a page asked for, classified under that page's settings (its site's strictness), with the
+ * threshold each label was judged by. `what`: {urls, policy, policies} or {items} (data: URLs). */
+async function classifyForPage(tabId, frameId, pageUrl, what) {
+  const s = await MedLens.settings.load();
+  const onPage = MedLens.settings.forPage(s, pageUrl);
+  const sp = { ...s, threshold: onPage.threshold };
+  const results = what.urls
+    ? await classifyUrlsFor(sp, what.urls, { url: pageUrl, policy: what.policy, policies: what.policies, tabId, frameId })
+    : await classifyDataUrls(sp, what.items);
+  const judged = results.map((r) => (r && r.status === "ok" && typeof r.threshold !== "number" && typeof onPage.compareWith === "number"
+    ? { ...r, threshold: onPage.compareWith } : r));
+  await rememberProblems(tabId, judged);
+  return judged;
+}
+
+/** A result as a page may hold it: the error's code stays (the content script acts on it), its
+ * message does not (server text never reaches the page's DOM; the popup shows it). */
+function pageSafe(r) {
+  return r && r.error ? { ...r, error: { code: r.error.code } } : r;
+}
+
+/** The tab's unclassified images with the server's details, for the popup (capped). */
+function rememberProblems(tabId, results) {
+  const bad = results.filter((r) => r && r.error && (r.status === "error" || r.status === "skipped"));
+  if (!bad.length || typeof tabId !== "number") return Promise.resolve();
+  return inTabOrder(tabId, async () => {
+    const prev = (await getTabState(tabId)) || {};
+    const problems = { ...(prev.problems || {}) };
+    for (const r of bad) {
+      if (Object.keys(problems).length >= MAX_PROBLEMS && !problems[r.source]) break;
+      problems[r.source] = { status: r.status, code: r.error.code, message: String(r.error.message || "").slice(0, 300) };
+    }
+    await setTabState(tabId, { ...prev, problems });
+  });
+}
+
+/** The frame's address and the referrer policy its markup states (for "Classify image", which
+ * has no message from the page to carry them). */
+async function framePage(tabId, frameId, fallbackUrl) {
+  try {
+    await ext.scripting.executeScript({ target: { tabId, frameIds: [frameId] }, files: ["extension/lib/referrer.js"] });
+    const [got] = await ext.scripting.executeScript({
+      target: { tabId, frameIds: [frameId] },
+      func: () => ({ url: location.href, policy: globalThis.MedLens.referrer.documentPolicy(document) }),
+    });
+    if (got && got.result && typeof got.result.url === "string") return got.result;
+  } catch {
+    /* a frame we cannot reach: the tab's address, the default policy */
+  }
+  return { url: fallbackUrl, policy: "" };
+}
+
 /* ---------------------------------------------------------------- the two entry points */
 
 /** What the toolbar click does: find the images of every frame of the page (cross-origin iframes
@@ -290,7 +353,7 @@ async function scanTab(tab) {
     return state;
   }
   if (MedLens.settings.isSiteOff(tab.url, s.offSites)) {
-    const state = { status: "off", url: tab.url, message: `MedLens is off on ${new URL(tab.url).hostname} (options).` };
+    const state = { status: "off", url: tab.url, message: `MedLens is off on ${MedLens.settings.siteOf(tab.url)}.` };
     await setTabState(tab.id, state);
     return state;
   }
@@ -316,9 +379,8 @@ async function scanTab(tab) {
  * into the tab state. Throws when the top frame does not answer. */
 async function scanFrames(tab, s) {
   const frames = framesToScan(await injectAllFrames(tab.id), s.offSites);
-  const settings = MedLens.settings.forContent(s);
   const replies = await Promise.all(frames.map((f) => ext.tabs
-    .sendMessage(tab.id, { type: TYPES.SCAN_PAGE, settings }, { frameId: f.frameId })
+    .sendMessage(tab.id, { type: TYPES.SCAN_PAGE, settings: MedLens.settings.forContent(s, f.url) }, { frameId: f.frameId })
     .then((summary) => [f.frameId, summary], () => [f.frameId, null])));
   if (!replies.some(([frameId, summary]) => frameId === 0 && summary)) throw new Error("the page did not answer");
   const done = {};
@@ -344,9 +406,10 @@ async function classifyImageInTab(tab, srcUrl, frameId = 0) {
   if (MedLens.settings.isSiteOff(tab.url, s.offSites)) return { status: "off" };
   if (typeof srcUrl !== "string" || !srcUrl) return errorResult(String(srcUrl), "invalid_url", "no image address");
   await ensureContent(tab.id, frameId);
+  const page = await framePage(tab.id, frameId, tab.url);
   let result;
   if (/^https?:/i.test(srcUrl)) {
-    [result] = await classifyUrlsFor(s, [srcUrl], tab.url, tab.id, frameId); // tab.url: the Referer-like page_url
+    [result] = await classifyForPage(tab.id, frameId, page.url, { urls: [srcUrl], policy: page.policy });
   } else {
     // data:, blob: and other addresses the server cannot fetch: the page hands over the bytes
     let got = null;
@@ -356,12 +419,12 @@ async function classifyImageInTab(tab, srcUrl, frameId = 0) {
       got = null;
     }
     result = got && got.dataUrl
-      ? (await classifyDataUrls(s, [{ src: srcUrl, dataUrl: got.dataUrl }]))[0]
-      : errorResult(srcUrl, "fetch_failed", "MedLens could not read this image's bytes");
+      ? (await classifyForPage(tab.id, frameId, page.url, { items: [{ src: srcUrl, dataUrl: got.dataUrl }] }))[0]
+      : errorResult(srcUrl, "not_readable", "the page does not let MedLens read this image's bytes");
   }
-  const [forPage] = (await withServerThreshold([result])).results;
-  await ext.tabs.sendMessage(
-    tab.id, { type: TYPES.BADGE_IMAGE, src: srcUrl, result: forPage, settings: MedLens.settings.forContent(s) }, { frameId });
+  await ext.tabs.sendMessage(tab.id, {
+    type: TYPES.BADGE_IMAGE, src: srcUrl, result: pageSafe(result), settings: MedLens.settings.forContent(s, page.url),
+  }, { frameId });
   return result;
 }
 
@@ -372,6 +435,11 @@ async function autoScan(tabId, tab) {
 }
 
 /* ---------------------------------------------------------------- messages */
+
+/** The address of the frame a content script runs in (its own page, not the tab's). */
+function framePageUrl(sender) {
+  return typeof sender.url === "string" && /^https?:/i.test(sender.url) ? sender.url : sender.tab.url;
+}
 
 function isExtensionPage(sender) {
   return typeof sender.url === "string" && sender.url.startsWith(ext.runtime.getURL(""));
@@ -392,15 +460,18 @@ function handleMessage(msg, sender) {
     case TYPES.CLASSIFY_URLS: {
       const urls = Array.isArray(msg.urls) ? msg.urls.filter((u) => typeof u === "string" && /^https?:/i.test(u)) : [];
       if (!urls.length || urls.length !== msg.urls.length) return Promise.resolve({ error: { code: "invalid_request", message: "urls" } });
-      const pageUrl = typeof sender.url === "string" && /^https?:/i.test(sender.url) ? sender.url : sender.tab.url; // the frame's own page
-      return MedLens.settings.load().then((s) => classifyUrlsFor(s, urls, pageUrl, tabId, frameId)).then(withServerThreshold);
+      const policies = Array.isArray(msg.referrerPolicies) && msg.referrerPolicies.length === urls.length
+        ? msg.referrerPolicies.map((p) => (typeof p === "string" ? p : "")) : null;
+      const policy = typeof msg.referrerPolicy === "string" ? msg.referrerPolicy : "";
+      return classifyForPage(tabId, frameId, framePageUrl(sender), { urls, policy, policies })
+        .then((results) => ({ results: results.map(pageSafe) }));
     }
     case TYPES.CLASSIFY_BYTES: {
       const items = Array.isArray(msg.items)
         ? msg.items.filter((it) => it && typeof it.src === "string" && typeof it.dataUrl === "string" && it.dataUrl.startsWith("data:"))
         : [];
       if (!items.length || items.length !== msg.items.length) return Promise.resolve({ error: { code: "invalid_request", message: "items" } });
-      return MedLens.settings.load().then((s) => classifyDataUrls(s, items)).then(withServerThreshold);
+      return classifyForPage(tabId, frameId, framePageUrl(sender), { items }).then((results) => ({ results: results.map(pageSafe) }));
     }
     case TYPES.FRAMES_CHANGED:
       return scanNewFrames(tabId).then(() => ({ ok: true }));
@@ -476,23 +547,6 @@ async function onSettingsChanged(changes, area) {
   if ("autoScan" in changes && s.autoScan && !changes.autoScan.oldValue) {
     for (const tab of await ext.tabs.query({})) if (isScannable(tab.url)) void scanTab(tab).catch(() => null);
   }
-}
-
-/** Results for a content script: with the server's threshold, so the page can apply a threshold
- * change to them without asking again. */
-async function withServerThreshold(results) {
-  const got = await stateArea().get(THRESHOLD_KEY);
-  let threshold = got[THRESHOLD_KEY];
-  if (!(THRESHOLD_KEY in got)) {
-    try {
-      const health = await MedLens.api.health(await MedLens.settings.load());
-      await rememberLimits(health);
-      threshold = health && health.model ? health.model.threshold : null;
-    } catch {
-      threshold = null;
-    }
-  }
-  return { results: results.map((r) => (typeof threshold === "number" ? { ...r, serverThreshold: threshold } : r)) };
 }
 
 /* ---------------------------------------------------------------- listeners (top level, forwarders only) */

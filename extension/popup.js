@@ -11,6 +11,8 @@ let currentTabId = null;
 // The server's own limits (/v1/health `limits`); the shipped defaults until it has answered.
 let limits = MedLens.api.limitsOf(null);
 let serverChecked = null;
+// The threshold the server compares with (/v1/health model.threshold), once it has answered.
+let serverThreshold = null;
 
 /* ---------------------------------------------------------------- server state */
 
@@ -23,6 +25,7 @@ function showServer(st) {
   const unpaired = st.state === "not_paired" || st.state === "wrong_token";
   $("pair-form").hidden = !unpaired;
   if (st.health && st.health.limits) showLimits(MedLens.api.limitsOf(st.health));
+  if (st.health && st.health.model && typeof st.health.model.threshold === "number") serverThreshold = st.health.model.threshold;
 }
 
 function showLimits(next) {
@@ -135,34 +138,13 @@ function mb(n) {
   return n >= 1024 ? `${Math.round(n / 1024)} kB` : `${n} bytes`;
 }
 
-function labelOf(r) {
-  if (r.status === "ok") return r.label === "medical" ? "medical" : "non-medical";
-  return r.status === "skipped" ? "skipped" : "error";
-}
-
-/** A percentage for people: 0 and 100 would claim a certainty the model does not have. */
-function pct(p) {
-  return Math.min(99, Math.max(1, Math.round(p * 100)));
-}
-
-function labelText(r) {
-  const label = labelOf(r);
-  if (label === "medical") return `Medical ${pct(r.probability)}%`;
-  if (label === "non-medical") return `Non-medical ${pct(1 - r.probability)}%`;
-  return `${label === "skipped" ? "Skipped" : "Not classified"}: ${(r.error && r.error.code ? r.error.code : "error").replace(/_/g, " ")}`;
-}
+const W = MedLens.wording;
+const labelOf = W.categoryOf;
 
 function countLabels(results) {
   const c = { medical: 0, "non-medical": 0, skipped: 0, error: 0 };
   for (const r of results) c[labelOf(r)] += 1;
   return c;
-}
-
-function countsText(c) {
-  const parts = [`${c.medical} medical`, `${c["non-medical"]} non-medical`];
-  if (c.skipped) parts.push(`${c.skipped} skipped`);
-  if (c.error) parts.push(`${c.error} not classified`);
-  return parts.join(" · ");
 }
 
 function renderResults(title, sub, results, thumbs, kind) {
@@ -176,7 +158,7 @@ function renderResults(title, sub, results, thumbs, kind) {
   const subEl = document.createElement("span");
   subEl.className = "sub";
   subEl.dataset.counts = JSON.stringify(c);
-  subEl.textContent = ` — ${sub ? sub + " · " : ""}${countsText(c)}`;
+  subEl.textContent = ` — ${sub ? sub + " · " : ""}${W.countsText(c)}`;
   head.append(subEl);
   const grid = document.createElement("div");
   grid.className = "grid";
@@ -191,15 +173,20 @@ function renderResults(title, sub, results, thumbs, kind) {
     img.alt = "";
     const thumb = r.thumbnail || thumbs[i];
     if (thumb) img.src = thumb;
+    const v = W.verdict(r, serverThreshold);
     const label = document.createElement("span");
     label.className = "label";
-    label.textContent = labelText(r);
+    label.textContent = v.figures ? v.word : `${v.word}: ${W.errorReason(r.error && r.error.code)}`;
+    label.title = v.figures ? v.sentence : W.errorText(r.error && r.error.code);
+    const figures = document.createElement("span");
+    figures.className = "figures";
+    figures.textContent = v.figures;
     const where = document.createElement("span");
     where.className = "where";
     // the server's PDF `index` is 1-based: the image's position in its page's image list
     where.textContent = r.page ? `page ${r.page}${r.index ? `, image ${r.index}` : ""}` : (r.source || "").replace(/^upload:/, "");
-    if (r.modality && labelOf(r) === "medical") where.textContent += ` · ${r.modality}`;
-    card.append(img, label, where);
+    if (v.modality) where.textContent += ` · ${v.modality}`;
+    card.append(img, label, figures, where);
     grid.append(card);
   });
   box.append(head, grid);

@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.site",
     "fixtures.server",
     "fixtures.batch",
+    "fixtures.native",
 ]

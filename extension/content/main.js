@@ -20,7 +20,7 @@
 
   // Set on this frame's <html> so a same-origin parent leaves this document to this copy.
   const FRAME_MARK = "data-medlens-frame";
-  const SETTING_KEYS = ["threshold", "medicalMode", "mark", "offSites", "autoScan"];
+  const SETTING_KEYS = ["threshold", "medicalMode", "mark", "offSites", "autoScan", "siteStrictness", "serverThreshold"];
   // Errors that say nothing about the picture being medical: the shield lets these through.
   const CLEAR_CODES = new Set(["unsupported_format"]);
   const SERVER_CODES = new Set(["server_down", "unauthorized", "old_server", "queue_full", "extension_error"]);
@@ -43,12 +43,13 @@
 
   /* ---------------------------------------------------------------- settings */
 
+  /** The settings that apply on this page (per-site strictness and off sites included). */
   async function loadSettings() {
-    const raw = await ext.storage.local.get(SETTING_KEYS);
-    const s = ns.settings.normalize(raw);
+    const s = ns.settings.normalize(await ext.storage.local.get(SETTING_KEYS));
+    const page = ns.settings.forPage(s, location.href);
     return {
-      threshold: s.threshold, medicalMode: s.medicalMode, mark: s.mark, autoScan: s.autoScan, offSites: s.offSites,
-      siteOff: ns.settings.isSiteOff(location.href, s.offSites),
+      threshold: page.threshold, compareWith: page.compareWith, medicalMode: s.medicalMode, mark: s.mark,
+      autoScan: s.autoScan, offSites: s.offSites, siteOff: page.off,
     };
   }
 
@@ -160,7 +161,7 @@
   async function classifyBatch(batch) {
     let results;
     try {
-      results = batch[0].bytes ? await classifyBytes(batch) : await askWorker({ type: TYPES.CLASSIFY_URLS, urls: batch.map((e) => e.src) });
+      results = batch[0].bytes ? await classifyBytes(batch) : await askWorker(urlMessage(batch.map((e) => e.src)));
     } catch (err) {
       results = batch.map(() => localError("extension_error", err));
     }
@@ -208,9 +209,14 @@
     };
     await Promise.all([
       ask(bytes, { type: TYPES.CLASSIFY_BYTES, items: bytes.map(([, it]) => it) }),
-      ask(urls, { type: TYPES.CLASSIFY_URLS, urls: urls.map(([, u]) => u) }),
+      ask(urls, urlMessage(urls.map(([, u]) => u))),
     ]);
     return out;
+  }
+
+  /** The server fetches these; it may tell their hosts at most what this page's referrer policy allows. */
+  function urlMessage(urls) {
+    return { type: TYPES.CLASSIFY_URLS, urls, referrerPolicy: ns.referrer.documentPolicy(document) };
   }
 
   function localError(code, err) {

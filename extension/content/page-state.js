@@ -10,7 +10,7 @@
 
   const entries = new Map();
   const tracked = new Map();
-  let settings = { threshold: null, medicalMode: "badge", mark: "auto", autoScan: false, offSites: [], siteOff: false };
+  let settings = { threshold: null, compareWith: null, medicalMode: "badge", mark: "auto", autoScan: false, offSites: [], siteOff: false };
   let discovered = 0;
 
   function getSettings() {
@@ -76,10 +76,10 @@
     return result.probability >= threshold ? "medical" : "non-medical";
   }
 
-  /** The threshold a result is judged against: the user's, else the server's (null if unknown). */
+  /** The threshold a result is judged against on this page: the user's (or the site's), else the
+   * server's own as last seen (null when not known yet: the server's label stands). */
   function comparedWith(result, s = settings) {
-    if (typeof s.threshold === "number") return s.threshold;
-    return typeof result.serverThreshold === "number" ? result.serverThreshold : null;
+    return typeof s.compareWith === "number" ? s.compareWith : null;
   }
 
   function counts() {

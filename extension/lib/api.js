@@ -163,11 +163,11 @@
     return out.results.map((r) => applyThreshold(r, s.threshold));
   }
 
-  /** The user's strictness: relabel from the probability when a threshold is set. */
+  /** The user's strictness: relabel from the probability when a threshold is set, and record it. */
   function applyThreshold(r, threshold) {
     if (!r || r.status !== "ok" || threshold === null || threshold === undefined || typeof r.probability !== "number") return r;
     const label = r.probability >= threshold ? "medical" : "non-medical";
-    return label === r.label ? r : { ...r, label, modality: label === "medical" ? r.modality : null };
+    return { ...r, label, threshold, modality: label === "medical" ? r.modality : null }; // threshold: what it was compared with
   }
 
   /** What kind of file the popup was given: "pdf", "image" or null (unsupported). */

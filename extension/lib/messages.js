@@ -13,9 +13,13 @@
     PING: "medlens:ping", // is the content script there?
     SCAN_PAGE: "medlens:scan-page", // {settings}: find images, classify them, badge them, watch the page
     BADGE_IMAGE: "medlens:badge-image", // {src, result, settings}: one image's badge (context menu)
-    GET_IMAGE_BYTES: "medlens:get-image-bytes", // {src}: read an image the server cannot fetch
+    GET_IMAGE_BYTES: "medlens:get-image-bytes", // {src}: an image of the page's own origin the server could not download
     // content script -> service worker
-    CLASSIFY_URLS: "medlens:classify-urls", // {items: [{src}], pageUrl}
+    // {urls: [string], referrerPolicy?: string, referrerPolicies?: [string]}: referrerPolicy is the
+    // document's (lib/referrer.js documentPolicy), referrerPolicies each image's own referrerpolicy
+    // attribute ("" for none), parallel to urls. The service worker sends the server at most the
+    // page's origin as Referer, and nothing where these policies say so.
+    CLASSIFY_URLS: "medlens:classify-urls",
     CLASSIFY_BYTES: "medlens:classify-bytes", // {items: [{src, dataUrl}]}
     SCAN_PROGRESS: "medlens:scan-progress", // {found, done, counts, watching}
     FRAMES_CHANGED: "medlens:frames-changed", // a watched page loaded a new frame: cover it too

@@ -8,7 +8,9 @@ and exit 1; usage errors exit 2 (argparse's convention).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import logging
 import sys
 from types import ModuleType
@@ -17,6 +19,7 @@ from typing import Sequence
 from medlens import __version__
 from medlens.commands import COMMANDS
 from medlens.errors import MedLensError
+from medlens.terminal_text import printable
 
 log = logging.getLogger("medlens")
 
@@ -24,7 +27,7 @@ log = logging.getLogger("medlens")
 def _command_module(name: str) -> ModuleType | None:
     """The module of command `name`; None only when that module itself does not exist (a command
     still being written), never when something it imports is missing."""
-    module_name = f"medlens.commands.{name}"
+    module_name = f"medlens.commands.{name.replace('-', '_')}"  # `native-host` lives in native_host.py
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -33,7 +36,8 @@ def _command_module(name: str) -> ModuleType | None:
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, just that command (imports only its module)."""
     parser = argparse.ArgumentParser(
         prog="medlens",
         description="Tell medical images from non-medical ones: files, folders, PDFs, URLs and web pages.",
@@ -46,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="any setting by name, e.g. --set max_batch=32 (repeatable)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         module = _command_module(name)
         if module is None:
             continue
@@ -55,10 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse with only the named command's module imported (the browser starts `medlens
+    native-host` for every message: it must not load the model code), else with all of them, so
+    help and usage errors are the full parser's."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    named = next((arg for arg in given if arg in COMMANDS), None)
+    if named is not None:
+        narrow = build_parser(only=named)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                return narrow, narrow.parse_args(given)
+        except SystemExit:
+            pass
     parser = build_parser()
+    return parser, parser.parse_args(given)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
+        parser, args = _parse(argv)
     except SystemExit as exc:  # usage error, --help, --version: an exit code, also when called in-process
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if args.command is None:
@@ -70,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except MedLensError as exc:
-        print(f"medlens {args.command}: {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"medlens {args.command}: {exc.code}: {printable(exc.message)}", file=sys.stderr)
         return 2 if exc.code == "invalid_request" else 1
     except KeyboardInterrupt:
         print(f"medlens {args.command}: interrupted", file=sys.stderr)

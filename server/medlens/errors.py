@@ -7,6 +7,7 @@ knows about HTTP.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # code -> HTTP status when the error fails a whole request. Item errors ignore the status.
@@ -46,6 +47,9 @@ HTTP_STATUS: dict[str, int] = {
     "backbone_unavailable": 500,
     "weights_invalid": 500,
     "head_mismatch": 500,
+    "server_start_failed": 500,
+    "port_in_use": 409,
+    "install_failed": 500,
     "internal": 500,
 }
 
@@ -70,3 +74,18 @@ class MedLensError(Exception):
 
 class ModelError(MedLensError):
     """The model cannot be built or loaded (missing or wrong weights, mismatched head)."""
+
+
+_ADDRESS = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>|\b0x[0-9a-fA-F]{8,}\b")
+
+
+def plain_reason(exc: BaseException) -> str:
+    """A library exception's text without object reprs or memory addresses (`<_io.BytesIO object
+    at 0x7f…>`): messages reach web pages and logs, and addresses help an attacker defeat ASLR."""
+    return " ".join(_ADDRESS.sub("the input", str(exc)).split()) or type(exc).__name__
+
+
+def unexpected_error(exc: BaseException) -> MedLensError:
+    """The item error for a failure nobody foresaw (a bug, an odd library exception): `internal`,
+    naming only the exception's type; the traceback goes to the log, not to the client."""
+    return MedLensError("internal", f"unexpected {type(exc).__name__} while reading this input (details in the server log)")

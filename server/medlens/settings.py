@@ -47,6 +47,15 @@ class Settings:
     allow_private: bool = _doc("Let the server fetch loopback/private/link-local addresses (SSRF guard off).", False)
     pairing_ttl_s: float = _doc("Seconds a `medlens pair` code stays valid (short: it stands in for the token).", 120.0)
     pairing_attempts: int = _doc("Tries, right or wrong, one `medlens pair` code allows before it is spent.", 5)
+    idle_shutdown_s: float = _doc("Seconds without any request after which `medlens serve` stops by itself; 0 = never "
+                                  "(the default when you start it). A server the native host starts gets "
+                                  "native_idle_shutdown_s instead.", 0.0)
+    # native messaging host (`medlens native-host`, started by the browser)
+    native_idle_shutdown_s: float = _doc("idle_shutdown_s of a server the native host starts for the browser, so it "
+                                         "does not linger long after the browser closes; 0 = it runs until stopped.",
+                                         900.0)
+    native_start_timeout_s: float = _doc("Seconds the native host waits for a server it started (or one starting "
+                                         "already) to answer /v1/health before it reports server_start_failed.", 90.0)
     # model
     device: str = _doc("Where the feature extractor runs: auto (CUDA when onnxruntime-gpu is installed), cpu or cuda.", "auto")
     model_dir: str = _doc("Folder with the feature extractor, heads and model card; empty = the shipped model.", "")
@@ -70,6 +79,11 @@ class Settings:
     # sizes
     max_image_bytes: int = _doc("Largest image download or upload, in bytes.", 20 * 1024 * 1024)
     max_pixels: int = _doc("Largest decoded image (width x height): decompression-bomb guard.", 50_000_000)
+    max_jpeg_scans: int = _doc("Most scans in one JPEG (a progressive one has about 10); each is a full pass over the "
+                               "image, so more is refused as decode_failed before decoding (scan bombs).", 64)
+    window_block_bytes: int = _doc("Scratch memory for windowing a 16-bit or float image to 8 bits (on top of its "
+                                   "decoded pixels): it is mapped in float32 row blocks of at most this size.",
+                                   16 * 1024 * 1024)
     min_side: int = _doc("Images whose shorter side is below this many pixels are skipped as too small.", 16)
     max_items: int = _doc("Most URLs or files in one request.", 256)
     max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)

@@ -77,8 +77,8 @@ class MedLensServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = Settings(port=self.port, token_required=True, allow_private=True, config_dir=str(config_dir),
-                                 **overrides)
+        overrides = {"allow_private": True, **overrides}  # the test site is on loopback
+        self.settings = Settings(port=self.port, token_required=True, config_dir=str(config_dir), **overrides)
         self.classifier = classifier
         self.requests: list[tuple[str, str, str | None, int]] = []
         self.urls: list[str] = []

@@ -30,6 +30,7 @@ class Site:
         self.pages: dict[str, str] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
         self.log: list[tuple[str, bool]] = []  # (path, had the session cookie)
+        self.headers: list[tuple[str, dict[str, str]]] = []  # (path with query, request headers)
         handler = functools.partial(_Handler, site=self)
         self._srv = _Server(("127.0.0.1", 0), handler)
         self._srv.daemon_threads = True
@@ -115,6 +116,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         signed_in = COOKIE in (self.headers.get("Cookie") or "")
         self.site.log.append((path, signed_in))
+        self.site.headers.append((unquote(self.path), dict(self.headers)))
         if path.startswith("/pages/"):
             html = self.site.pages.get(path[len("/pages/"):])
             if html is None:

@@ -49,7 +49,7 @@ def test_lib_modules_under_node():
     n = r["norm"]
     assert (n["threshold"], n["medicalMode"], n["autoScan"], n["offSites"], n["serverUrl"]) == (
         0.7, "badge", False, ["a.com", "b.com"], "http://127.0.0.1:8377")
-    assert r["forContent"] == ["threshold", "medicalMode"]  # never the token
+    assert r["forContent"] == ["threshold", "compareWith", "medicalMode"]  # never the token
     relabel = r["relabel"]
     assert relabel[0] == "medical" and relabel[1]["label"] == "non-medical" and relabel[1]["modality"] is None
     assert relabel[2:] == ["medical", "error"]

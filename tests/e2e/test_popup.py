@@ -60,7 +60,8 @@ def test_pdf_dropped_in_popup_lists_its_images(context, ext_id, paired, docs_dir
     first = cards.first
     assert first.locator("img").get_attribute("src").startswith("data:image/")
     expect(first.locator(".where")).to_have_text(re.compile(r"^page [1-4], image [1-9]"))
-    expect(first.locator(".label")).to_have_text(re.compile(r"^(Medical|Non-medical) \d+%$"))
+    expect(first.locator(".label")).to_have_text(re.compile(r"^(Likely )?(Medical|Non-medical|medical|not medical)$"))
+    expect(first.locator(".figures")).to_have_text(re.compile(r"^[<>]?\d+(\.\d+)?% medical \(threshold \d+(\.\d+)?%\)$"))
     assert popup.locator("#upload-progress").is_hidden()
     popup.screenshot(path=str(reports_dir / "popup-pdf.png"), full_page=True)
     print("\nreport.pdf labels per page:", json.dumps(cards.evaluate_all(

@@ -105,8 +105,8 @@ test("badge placement: the first corner free of the page's controls, inside the 
   assert.ok(narrow.left >= 0 && narrow.left + Math.min(90, 40 - 2 * B.INSET) <= 40);
 });
 
-const ok = (p, extra = {}) => ({ status: "ok", label: p >= 0.386 ? "medical" : "non-medical", probability: p, modality: "xray", serverThreshold: 0.386, ...extra });
-const settings = (o = {}) => ({ threshold: null, medicalMode: "blur", mark: "auto", autoScan: true, offSites: [], siteOff: false, ...o });
+const ok = (p, extra = {}) => ({ status: "ok", label: p >= 0.386 ? "medical" : "non-medical", probability: p, modality: "xray", ...extra });
+const settings = (o = {}) => ({ threshold: null, compareWith: o.threshold ?? 0.386, medicalMode: "blur", mark: "auto", autoScan: true, offSites: [], siteOff: false, ...o });
 function viewFor(result, s, extra = {}) {
   return V.viewOf(result, s, {
     label: S.labelOf(result, s), threshold: result ? S.comparedWith(result, s) : null, shield: s.autoScan && s.medicalMode !== "badge" && !s.siteOff,
@@ -119,6 +119,7 @@ test("labels: the user's threshold applies to the probability, without asking th
   assert.equal(S.labelOf(ok(0.5), settings({ threshold: 0.7 })), "non-medical");
   assert.equal(S.labelOf(ok(0.2), settings({ threshold: 0.1 })), "medical");
   assert.equal(S.comparedWith(ok(0.2), settings()), 0.386);
+  assert.equal(S.labelOf(ok(0.5), { ...settings(), compareWith: null }), "medical"); // not known yet: the server's label
   assert.equal(S.labelOf(null, settings()), "pending");
   assert.equal(S.labelOf({ status: "skipped", error: { code: "too_small" } }, settings()), "skipped");
 });

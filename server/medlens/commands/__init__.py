@@ -15,7 +15,8 @@ from typing import Any
 from medlens.errors import MedLensError
 from medlens.settings import Settings
 
-COMMANDS = ["serve", "classify", "token", "pair", "train", "evaluate", "export", "batch"]
+COMMANDS = ["serve", "classify", "token", "pair", "train", "evaluate", "export", "batch",
+            "install", "uninstall", "status", "native-host"]
 
 
 def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:

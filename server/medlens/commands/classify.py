@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import csv
 import json
+import logging
 import os
 import re
 import sys
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, TextIO
 from tqdm import tqdm
 
 from medlens.commands import load_settings
-from medlens.errors import MedLensError
+from medlens.errors import MedLensError, unexpected_error
 from medlens.ingest.decode import sniff_format
 from medlens.ingest.fetch import Fetcher
 from medlens.model.classifier import Classifier
@@ -30,6 +31,7 @@ from medlens.pipeline.batcher import MicroBatcher
 from medlens.pipeline.pipeline import Pipeline
 from medlens.pipeline.results import error_result
 from medlens.settings import Settings
+from medlens.terminal_text import printable
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 # Pictures MedLens cannot read: in a folder they still get a row (unsupported_format, from their bytes).
@@ -38,6 +40,7 @@ PDF_SUFFIX = ".pdf"
 INPUT_SUFFIXES = IMAGE_SUFFIXES | OTHER_IMAGE_SUFFIXES | {PDF_SUFFIX}
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 FIELDS = ["source", "page", "index", "status", "label", "probability", "modality", "error"]
+log = logging.getLogger(__name__)
 PAGE_ACCEPT = "text/html,application/xhtml+xml,application/pdf,image/*;q=0.9,*/*;q=0.5"
 
 Row = dict[str, Any]
@@ -206,6 +209,9 @@ async def _classify_job(pipeline: Pipeline, job: Job, threshold: float | None) -
     except OSError as exc:
         error = MedLensError("read_failed", f"cannot read {job.source}: {exc.strerror or exc}")
         return [_row(error_result(job.source, error))]
+    except Exception as exc:  # a bug or an input nobody foresaw costs its own row, never the run
+        log.exception("unexpected failure on %s", printable(job.source[:200]))
+        return [_row(error_result(job.source, unexpected_error(exc)))]
 
 
 async def _classify_data(pipeline: Pipeline, source: str, data: bytes, threshold: float | None) -> list[Row]:
@@ -213,7 +219,7 @@ async def _classify_data(pipeline: Pipeline, source: str, data: bytes, threshold
     if sniff_format(data) == "PDF":
         answer = await pipeline.classify_pdf(data, Path(source).name, threshold=threshold)
         if answer["repaired"]:
-            print(f"medlens classify: {source} is damaged; only the {answer['images']} image(s) that could be "
+            print(f"medlens classify: {printable(source)} is damaged; only the {answer['images']} image(s) that could be "
                   "recovered are listed", file=sys.stderr)
         return [_row(r, source=source) for r in answer["results"]]
     if len(data) > pipeline.settings.max_image_bytes:
@@ -264,11 +270,11 @@ def table(rows: list[Row]) -> str:
     header = ("SOURCE", "LABEL", "PROB", "MODALITY", "NOTE")
     lines = [
         (
-            _shorten(row["source"] + (f" p{row['page']} #{row['index']}" if "page" in row else ""), 70),
+            _shorten(printable(row["source"]) + (f" p{row['page']} #{row['index']}" if "page" in row else ""), 70),
             row["label"] or row["status"],
             f"{row['probability']:.3f}" if row["probability"] is not None else "-",
             row["modality"] or "-",
-            _error_text(row["error"]),
+            printable(_error_text(row["error"])),
         )
         for row in rows
     ]

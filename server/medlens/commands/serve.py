@@ -20,6 +20,7 @@ from medlens.commands import load_settings
 from medlens.model.classifier import Classifier
 from medlens.serve import keys
 from medlens.serve.app import init_app
+from medlens.serve.idle import IdleWatch, watch_idle
 from medlens.serve.security import LOOPBACK_NAMES, token_path
 from medlens.settings import Settings
 
@@ -63,6 +64,7 @@ class CannotListen(Exception):
 async def serve(settings: Settings, classifier: Classifier) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly."""
     app = init_app(settings, classifier=classifier)
+    idle = watch_idle(app) if settings.idle_shutdown_s > 0 else None
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
     try:
@@ -78,11 +80,21 @@ async def serve(settings: Settings, classifier: Classifier) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if idle is not None:
+            idle_stop = asyncio.create_task(_stop_when_idle(idle, settings.idle_shutdown_s, stop))
         await stop.wait()
+        if idle is not None:
+            idle_stop.cancel()
         print("MedLens: stopping…", flush=True)
     finally:
         await runner.cleanup()
     print("MedLens: stopped.", flush=True)
+
+
+async def _stop_when_idle(idle: IdleWatch, idle_s: float, stop: asyncio.Event) -> None:
+    await idle.wait_until_idle(idle_s)
+    print(f"MedLens: no request for {idle_s:g} s (idle_shutdown_s), stopping.", flush=True)
+    stop.set()
 
 
 def banner(settings: Settings, classifier: Classifier, port: int) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medlens.commands import load_settings
+from medlens.terminal_text import printable
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     head.save(args.out)
     print(f"trained on {len(data.real.samples)} images ({len(data.real.skipped)} unreadable skipped) -> {args.out}")
     for path, reason in data.real.skipped:
-        print(f"  skipped {path}: {reason}")
+        print(f"  skipped {printable(path)}: {printable(reason)}")
     auc = validation["roc_auc"]
     print(
         f"calibration {head.calibrator.method}, threshold {head.threshold:.4f}; source-grouped validation: balanced "

@@ -16,7 +16,7 @@ from io import BytesIO
 
 from PIL import Image, ImageOps
 
-from medlens.errors import MedLensError
+from medlens.errors import MedLensError, plain_reason
 from medlens.image_modes import to_rgb
 from medlens.settings import Settings
 
@@ -30,6 +30,7 @@ NON_IMAGE_FORMATS: frozenset[str] = frozenset({"HTML", "XML", "PDF", "TEXT", "JS
 
 _ORIENTATION_TAG = 0x0112
 _SWAPS_SIDES = {5, 6, 7, 8}
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RSTn, SOI: no length field
 
 
 @dataclass
@@ -122,6 +123,60 @@ def check_format(data: bytes) -> str:
     raise MedLensError("not_an_image", "content is not a recognised image format")
 
 
+def jpeg_scans(data: bytes, stop_after: int) -> tuple[int, int]:
+    """(scans, bytes of entropy-coded data) of a JPEG, counted by walking its markers, in linear
+    time and without decoding; stops counting after `stop_after` scans.
+
+    Decoding cost grows with the number of scans times the pixels (a progressive JPEG can repeat
+    a 100-byte scan thousands of times, each a full pass over the image), and a JPEG with no scan
+    data at all is decoded by libjpeg as a grey picture, not refused. Both are visible here.
+    """
+    scans = entropy = 0
+    pos, end = 2, len(data)
+    while pos + 4 <= end and scans <= stop_after:
+        if data[pos] != 0xFF:
+            break  # garbage between segments: Pillow will say what is wrong
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            break
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker != 0xDA:
+            pos = seg_end
+            continue
+        scans += 1
+        scan_end = seg_end
+        while True:
+            scan_end = data.find(b"\xff", scan_end)
+            if scan_end < 0 or scan_end + 1 >= end:
+                scan_end = end
+                break
+            if data[scan_end + 1] == 0 or 0xD0 <= data[scan_end + 1] <= 0xD7 or data[scan_end + 1] == 0xFF:
+                scan_end += 1 if data[scan_end + 1] == 0xFF else 2
+                continue
+            break
+        entropy += max(0, scan_end - seg_end)
+        pos = scan_end
+    return scans, entropy
+
+
+def _check_jpeg_structure(data: bytes, settings: Settings) -> None:
+    scans, entropy = jpeg_scans(data, settings.max_jpeg_scans)
+    if scans > settings.max_jpeg_scans:
+        raise MedLensError(
+            "decode_failed",
+            f"JPEG has more than {settings.max_jpeg_scans} scans (max_jpeg_scans): decoding it would cost "
+            "a full pass over the image per scan",
+        )
+    if scans == 0 or entropy == 0:
+        raise MedLensError("decode_failed", "JPEG has headers but no image data (no scan data to decode)")
+
+
 def draft_size(width: int, height: int, target_side: int) -> tuple[int, int] | None:
     """Size to ask the JPEG decoder for so the shorter side stays >= target_side; None = full size."""
     short = min(width, height)
@@ -139,18 +194,24 @@ def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> 
     warnings, odd EXIF) are not actionable for bytes from the web and are suppressed here.
     """
     fmt = check_format(data)
+    if fmt == "JPEG":
+        _check_jpeg_structure(data, settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             img = Image.open(BytesIO(data), formats=[fmt])
         except Image.DecompressionBombError as exc:
-            raise MedLensError("too_many_pixels", f"{fmt} header claims too many pixels: {exc}") from exc
+            raise MedLensError("too_many_pixels", f"{fmt} header claims too many pixels: {plain_reason(exc)}") from exc
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
-            raise MedLensError("decode_failed", f"cannot read {fmt} header: {exc}") from exc
+            raise MedLensError("decode_failed", f"cannot read {fmt} header: {plain_reason(exc)}") from exc
         try:
-            return _decode_opened(img, fmt, settings, target_side)
-        finally:
+            decoded = _decode_opened(img, fmt, settings, target_side)
+        except BaseException:
             img.close()
+            raise
+        if decoded.image is not img:  # an upright RGB image is returned as decoded, uncopied
+            img.close()
+        return decoded
 
 
 def _decode_opened(img: Image.Image, fmt: str, settings: Settings, target_side: int) -> DecodedImage:
@@ -175,11 +236,11 @@ def _decode_opened(img: Image.Image, fmt: str, settings: Settings, target_side: 
             if size is not None:
                 img.draft("RGB", size)
         img.load()
-        oriented = ImageOps.exif_transpose(img) or img
-        rgb = to_rgb(oriented)
+        oriented = (ImageOps.exif_transpose(img) or img) if orientation != 1 else img  # no full-size copy when upright
+        rgb = to_rgb(oriented, block_bytes=settings.window_block_bytes)
         rgb.load()
     except MedLensError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error, MemoryError) as exc:
-        raise MedLensError("decode_failed", f"cannot decode {fmt} data: {exc}") from exc
+        raise MedLensError("decode_failed", f"cannot decode {fmt} data: {plain_reason(exc)}") from exc
     return DecodedImage(image=rgb, width=width, height=height, format=fmt)

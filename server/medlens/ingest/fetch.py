@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from medlens.errors import MedLensError
+from medlens.errors import MedLensError, plain_reason
 from medlens.fairness import FairSemaphore
 from medlens.settings import Settings
 
@@ -369,7 +369,7 @@ class Fetcher:
                 except aiohttp.InvalidURL as exc:
                     raise MedLensError("invalid_url", f"not a valid URL: {exc}") from exc
                 except (aiohttp.ClientError, OSError) as exc:
-                    raise MedLensError("fetch_failed", f"{current.host}: {type(exc).__name__}: {exc}") from exc
+                    raise MedLensError("fetch_failed", f"{current.host}: {type(exc).__name__}: {plain_reason(exc)}") from exc
         raise MedLensError("too_many_redirects", f"more than {self.settings.max_redirects} redirects from {url[:200]}")
 
     @staticmethod

@@ -29,7 +29,7 @@ from typing import BinaryIO
 import pymupdf
 from PIL import Image
 
-from medlens.errors import MedLensError
+from medlens.errors import MedLensError, plain_reason
 from medlens.image_modes import to_rgb
 from medlens.settings import Settings
 
@@ -89,7 +89,7 @@ def open_pdf(data: bytes, settings: Settings) -> pymupdf.Document:
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
     except Exception as exc:  # MuPDF raises assorted types for damaged input
-        raise MedLensError("pdf_malformed", f"cannot parse PDF: {exc}") from exc
+        raise MedLensError("pdf_malformed", f"cannot parse PDF: {plain_reason(exc)}") from exc
     if doc.needs_pass:
         doc.close()
         raise MedLensError("pdf_encrypted", "PDF is encrypted and needs a password")
@@ -107,7 +107,7 @@ def extract_pdf_images(data: bytes, settings: Settings) -> PdfExtraction:
     except MedLensError:
         raise
     except Exception as exc:
-        raise MedLensError("pdf_malformed", f"cannot read PDF: {exc}") from exc
+        raise MedLensError("pdf_malformed", f"cannot read PDF: {plain_reason(exc)}") from exc
     finally:
         doc.close()
     if result.repaired and not result.images:
@@ -282,7 +282,7 @@ def _answer(out: BinaryIO, settings_json: bytes, data: bytes) -> None:
         out.write(_frame(json.dumps({"error": exc.to_dict()}).encode()))
         return
     except Exception as exc:
-        out.write(_frame(json.dumps({"error": {"code": "pdf_malformed", "message": f"cannot read PDF: {exc}"}}).encode()))
+        out.write(_frame(json.dumps({"error": {"code": "pdf_malformed", "message": f"cannot read PDF: {plain_reason(exc)}"}}).encode()))
         return
     header = {name: getattr(result, name) for name in _SUMMARY_FIELDS}
     header["images"] = [

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-from medlens.errors import MedLensError
+from medlens.errors import MedLensError, plain_reason
 from medlens.fairness import QUEUE_ORDERS, current_request
 from medlens.model.classifier import Prediction
 
@@ -245,7 +245,7 @@ class MicroBatcher:
                 continue
             except Exception as exc:  # the model must not take the collector down with it
                 log.exception("model failed on a batch of %d images", len(jobs))
-                self._fail(jobs, MedLensError("model_error", f"the model failed: {type(exc).__name__}: {exc}"))
+                self._fail(jobs, MedLensError("model_error", f"the model failed: {type(exc).__name__}: {plain_reason(exc)}"))
                 continue
             finally:
                 self.stats.model_seconds += loop.time() - started

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
-from medlens.errors import MedLensError
+from medlens.errors import MedLensError, unexpected_error
 from medlens.fairness import FairSemaphore
 from medlens.ingest.decode import decode_image
 from medlens.ingest.fetch import Fetcher, check_url, decode_data_url
@@ -191,5 +191,5 @@ class Pipeline:
             outcome, cached = Outcome(error=exc), False
         except Exception as exc:  # a bug must cost one item, not the request
             log.exception("unexpected failure on %s", source[:200])
-            outcome, cached = Outcome(error=MedLensError("internal", f"{type(exc).__name__}: {exc}")), False
+            outcome, cached = Outcome(error=unexpected_error(exc)), False
         return result(source, outcome, cached=cached, **extra)

@@ -1,7 +1,8 @@
 """The server's middlewares, outermost first: CORS headers, errors → JSON, and the security gate.
 
 - `cors_middleware` adds CORS headers for extension origins only, to every answer including
-  errors (so the extension can read a 401's code); web pages never get them.
+  errors (so the extension can read a 401's code); web pages never get them. Every answer also
+  gets `API_HEADERS` (nosniff, CORP same-origin, no-store).
 - `error_middleware` is the one place where exceptions become `{"error": {"code", "message"}}`
   with the code's HTTP status (and Retry-After for queue_full). Handlers just raise.
 - `security_middleware` refuses foreign Hosts, web Origins other than the server's own page
@@ -59,9 +60,20 @@ def error_response(error: MedLensError) -> web.Response:
     return resp
 
 
+# On every answer, errors included: no MIME sniffing, no embedding by other origins (an <img> or
+# <script> of another site cannot use an answer), never cached (results name the user's images).
+API_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     resp = await handler(request)
+    for name, value in API_HEADERS.items():
+        resp.headers.setdefault(name, value)
     origin = request.headers.get("Origin")
     if is_extension_origin(origin):
         resp.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]

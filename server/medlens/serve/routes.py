@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from medlens import API_VERSION, __version__
-from medlens.errors import MedLensError
+from medlens.errors import MedLensError, plain_reason
 from medlens.fairness import start_request
 from medlens.serve import keys
 from medlens.serve.pairing import handle_pair
@@ -209,7 +209,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()  # capped by the app's client_max_size (max_body_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MedLensError("invalid_json", f"body is not valid JSON: {exc}") from exc
+        raise MedLensError("invalid_json", f"body is not valid JSON: {plain_reason(exc)}") from exc
     except RecursionError:
         raise MedLensError("invalid_json", "body is nested too deeply to parse") from None
     limit = request.app[keys.SETTINGS].max_json_depth

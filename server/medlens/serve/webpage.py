@@ -20,7 +20,12 @@ from medlens.serve import keys
 from medlens.serve.security import page_cookie_name
 
 INDEX = "index.html"
-ASSETS = {"page.js": "text/javascript", "page.css": "text/css", "icon.svg": "image/svg+xml"}
+ASSETS = {
+    "page.js": "text/javascript",
+    "wording.js": "text/javascript",  # a copy of extension/lib/wording.js (kept equal by a test)
+    "page.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
 ASSET_PREFIX = "/page/"
 
 # img-src allows http(s): the thumbnails of pasted URLs are the images the user asked about,

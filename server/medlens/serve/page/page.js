@@ -12,41 +12,9 @@
     max_body_bytes: 64 * 1024 * 1024, max_image_bytes: 20 * 1024 * 1024, max_items: 256, max_pdf_bytes: 64 * 1024 * 1024,
   };
   const PDF_TYPES = ["application/pdf", "application/x-pdf"];
-  const CATEGORIES = ["medical", "non-medical", "skipped", "error"];
-  const LABEL_TEXT = { medical: "Medical", "non-medical": "Non-medical", skipped: "Skipped", error: "Error", pending: "Working…" };
-  const MODALITY_TEXT = {
-    xray: "X-ray", ct: "CT", mri: "MRI", ultrasound: "Ultrasound", fundus: "Fundus photo", dermoscopy: "Dermoscopy",
-    histology: "Histology", endoscopy: "Endoscopy", pet: "PET", mammography: "Mammography",
-  };
-  // What a person should read for each error code; the server's own message follows it.
-  const ERROR_TEXT = {
-    queue_full: "The server is busy: its queue is full. Try again in a moment.",
-    too_large: "Too large for the server's limit.",
-    body_too_large: "The upload is larger than the server accepts in one request.",
-    too_many_items: "Too many items in one request.",
-    unsupported_media_type: "The server cannot read this kind of upload.",
-    unsupported_format: "Unsupported image format.",
-    not_an_image: "Not an image.",
-    decode_failed: "The image is damaged and cannot be decoded.",
-    too_many_pixels: "The image has too many pixels (a decompression-bomb guard).",
-    too_small: "Too small to classify.",
-    invalid_url: "Not a valid URL.",
-    scheme_not_allowed: "Only http and https URLs can be fetched.",
-    address_not_allowed: "Fetch refused: the server does not fetch addresses on this computer or a private network.",
-    fetch_failed: "The download failed.",
-    fetch_timeout: "The download took too long.",
-    too_many_redirects: "Too many redirects.",
-    page_failed: "The web page could not be read.",
-    pdf_encrypted: "The PDF is encrypted.",
-    pdf_malformed: "The PDF is damaged.",
-    pdf_timeout: "The PDF took too long to read.",
-    unauthorized: "This page's session has expired (did the server restart?). Reload the page.",
-    forbidden_origin: "The server refused this page's origin.",
-    forbidden_host: "The server refused this address; open it as http://127.0.0.1:PORT/ or http://localhost:PORT/.",
-    server_down: "The MedLens server does not answer. Is `medlens serve` still running?",
-    bad_answer: "The server's answer could not be read.",
-    internal: "The server failed unexpectedly.",
-  };
+  // Labels, modality names and error texts are shared with the extension (/page/wording.js).
+  const W = globalThis.MedLens.wording;
+  const CATEGORIES = W.CATEGORIES;
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -149,7 +117,7 @@
     reload.className = "button";
     reload.textContent = "Reload the page";
     reload.addEventListener("click", () => location.reload());
-    addMessage("error", ERROR_TEXT.unauthorized, reload);
+    addMessage("error", W.errorText("unauthorized", "page"), reload);
     showServer("session", "This page's session has expired. Reload the page.");
   }
 
@@ -378,10 +346,7 @@
 
   // ------------------------------------------------------------ rendering
 
-  function categoryOf(r) {
-    if (r.status === "ok") return r.label;
-    return r.status === "skipped" ? "skipped" : "error";
-  }
+  const categoryOf = W.categoryOf;
 
   const allResults = () => state.groups.flatMap((g) => g.items);
   const shownResults = () => allResults().filter((r) => state.filter === "all" || categoryOf(r) === state.filter);
@@ -432,7 +397,7 @@
     card.dataset.category = "pending";
     card.setAttribute("aria-busy", "true");
     card.querySelector(".thumb").classList.add("spinner");
-    card.querySelector(".label").textContent = LABEL_TEXT.pending;
+    card.querySelector(".label").textContent = "Working…";
     card.querySelector(".where").textContent = group.title;
     return card;
   }
@@ -454,14 +419,15 @@
       card.querySelector(".thumb").classList.add("broken");
       img.remove();
     }
-    card.querySelector(".label").textContent = LABEL_TEXT[category];
+    const threshold = state.health ? state.health.model.threshold : null;
+    const verdict = W.verdict(r, threshold);
+    card.querySelector(".label").textContent = verdict.word;
     if (r.status === "ok") {
-      const percent = r.probability * 100;
-      card.querySelector(".value").textContent = `${percent.toFixed(1)}% medical`;
-      card.querySelector(".fill").style.width = `${percent}%`;
-      const threshold = state.health ? state.health.model.threshold : null;
+      card.dataset.near = String(verdict.near);
+      card.querySelector(".value").textContent = verdict.figures;
+      card.querySelector(".fill").style.width = `${r.probability * 100}%`;
       if (threshold != null) card.querySelector(".mark").style.left = `${threshold * 100}%`;
-      card.querySelector(".modality").textContent = r.modality ? MODALITY_TEXT[r.modality] || capitalise(r.modality) : "";
+      card.querySelector(".modality").textContent = verdict.modality || "";
     } else {
       card.querySelector(".probability").remove();
     }
@@ -475,8 +441,8 @@
     source.textContent = describeSource(r);
     source.title = r.source;
     if (r.error) {
-      const friendly = ERROR_TEXT[r.error.code];
-      const local = r.refusedHere || !friendly; // the page's own message already says it plainly
+      const friendly = W.errorText(r.error.code, "page");
+      const local = r.refusedHere; // the page's own message already says it plainly
       card.querySelector(".what").textContent = local ? r.error.message : friendly;
       const code = document.createElement("code");
       code.textContent = r.error.code;
@@ -527,8 +493,6 @@
     if (!name) return url.host;
     return withHost ? `${file}${url.search} (${url.host})` : `${file}${url.search}`;
   }
-
-  const capitalise = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
   function formatBytes(n) {
     if (n >= 1024 * 1024) return `${+(n / (1024 * 1024)).toFixed(1)} MB`;

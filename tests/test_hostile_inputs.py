@@ -1,0 +1,126 @@
+"""The security audit's hostile-input families (issue 20): each was reproduced on the old code
+(the figure in its docstring) and must now cost only its own item, quickly and in bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixtures.bombs import jpeg_without_scan_data, progressive_scan_bomb
+from fixtures.data import image
+from medlens import cli
+from medlens.errors import MedLensError, plain_reason
+from medlens.image_modes import to_rgb
+from medlens.ingest.decode import decode_image, jpeg_scans
+from medlens.settings import Settings
+from medlens.terminal_text import printable
+
+PHOTO = "non-medical/photo/skimage-data_astronaut.jpg"
+
+
+def _code(data: bytes, settings: Settings) -> MedLensError:
+    with pytest.raises(MedLensError) as info:
+        decode_image(data, settings)
+    return info.value
+
+
+# ---------------------------------------------------------------- images
+
+
+def test_progressive_scan_bomb_is_refused_before_decoding() -> None:
+    """Old: 6,000 repeats of one ~100-byte scan (121 kB) took 24.8 s to decode, holding a decode thread."""
+    error = _code(progressive_scan_bomb(6000), Settings())
+    assert error.code == "decode_failed" and "max_jpeg_scans" in error.message
+
+
+def test_ordinary_progressive_and_baseline_jpegs_still_decode() -> None:
+    with Image.open(image(PHOTO)) as src:
+        photo = src.convert("RGB")
+    for progressive in (False, True):
+        buf = BytesIO()
+        photo.save(buf, "JPEG", progressive=progressive, quality=90)
+        scans, entropy = jpeg_scans(buf.getvalue(), 64)
+        assert (scans > 1) == progressive and entropy > 1000
+        assert decode_image(buf.getvalue(), Settings()).width == 512
+    few = progressive_scan_bomb(3, side=64)  # a handful of repeated scans is still a picture
+    assert decode_image(few, Settings(), target_side=0).image.size == (64, 64)
+    assert _code(few, Settings(max_jpeg_scans=5)).code == "decode_failed"
+
+
+@pytest.mark.parametrize("scan_header", [True, False], ids=["empty-scan", "no-scan"])
+def test_jpeg_with_no_scan_data_is_decode_failed(scan_header: bool) -> None:
+    """Old: a JPEG with every header but not one byte of scan data was classified "ok" (grey)."""
+    error = _code(jpeg_without_scan_data(scan_header=scan_header), Settings())
+    assert error.code == "decode_failed"
+
+
+def test_sixteen_bit_windowing_stays_within_its_block_budget() -> None:
+    """Old: float64 windowing took ~35 bytes a pixel on top of the image (a 7000 x 7000 16-bit PNG
+    of 95 kB peaked at 1.7 GB); now the scratch is one float32 row block plus the 8-bit result."""
+    side = 2000
+    ramp = np.tile(np.linspace(0, 65535, side).astype(np.uint16), (side, 1))
+    img = Image.fromarray(ramp)
+    assert img.mode.startswith("I;16")
+    block = 1 << 20
+    tracemalloc.start()
+    try:
+        rgb = to_rgb(img, block_bytes=block)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    pixels = side * side
+    # the 16-bit pixels twice (Pillow's bytes, then the array), the uint8 result, a float32 block
+    assert peak < 6 * pixels + 2 * block + 4 * (1 << 20), peak
+    assert rgb.mode == "RGB" and rgb.getpixel((0, 0)) == (0, 0, 0) and rgb.getpixel((side - 1, 0)) == (255, 255, 255)
+
+
+def test_float_images_with_nan_and_inf_window_sensibly() -> None:
+    arr = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    arr[0, :8] = [np.nan, np.inf, -np.inf, 0, 0, 0, 0, 0]
+    rgb = to_rgb(Image.fromarray(arr, mode="F"), block_bytes=64)  # a block of one row
+    values = np.asarray(rgb)[..., 0]
+    assert values[0, 1] == 255 and values[0, 2] == 0 and values[-1, -1] == 255
+
+
+def test_decode_errors_carry_no_object_reprs_or_addresses() -> None:
+    """Old: `cannot identify image file <_io.BytesIO object at 0x7ff2…>` reached pages in badge titles."""
+    error = _code(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, Settings())
+    assert error.code == "decode_failed"
+    assert "0x" not in error.message and "object at" not in error.message, error.message
+    assert plain_reason(ValueError("bad <_io.BytesIO object at 0x7f12deadbeef> here")) == "bad the input here"
+
+
+# ---------------------------------------------------------------- the CLI's terminal
+
+
+def test_printable_escapes_controls_and_reordering_characters() -> None:
+    assert printable("ok name.png") == "ok name.png"
+    assert printable("a\x1b]52;c;SGVsbG8=\x07b") == "a\\e]52;c;SGVsbG8=\\x07b"
+    assert printable("row\nsplit\r\t") == "row\\nsplit\\r\\t"
+    assert printable("x\u202egnp.exe\x9b2J") == "x\\u202egnp.exe\\x9b2J"
+    assert printable("Röntgen 肺.png") == "Röntgen 肺.png"
+
+
+def test_classify_table_escapes_hostile_file_names_and_json_stays_exact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old: a file named with OSC 52 / title escapes and a newline was printed raw into the table."""
+    monkeypatch.setenv("MEDLENS_CONFIG_DIR", str(tmp_path / "config"))
+    name = "scan\x1b]0;owned\x07\x1b]52;c;cm0gLXJmIH4=\x07\nfake row.png"
+    path = tmp_path / name
+    path.write_bytes(b"not an image at all, just text\n")
+    assert cli.main(["classify", "--no-progress", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert len(out.strip().splitlines()) == 2  # header + one row: the newline did not split it
+    assert "52;c;cm0gLXJmIH4=\\x07\\nfake" in out
+    assert cli.main(["classify", "--json", "--no-progress", str(path)]) == 1
+    import json
+
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["source"] == str(path)  # exact, escapes and all: a program reads this
