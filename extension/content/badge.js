@@ -86,8 +86,12 @@
     .medical { background: #8f1d1d; color: #fff; border: 1px solid #fff; }
     .non-medical { background: #1d4d7a; color: #fff; border: 1px solid #fff; }
     .quiet { background: rgba(255,255,255,.94); color: #333; border: 1px dashed #666; font-weight: 500; }
-    .more { display: none; font-weight: 500; }
-    .pill:hover .more, .pill:focus-within .more { display: inline; }
+    .text { min-width: 0; overflow: hidden; text-overflow: ellipsis; flex: 0 1 auto; }
+    .icon, button { flex: none; }
+    .more { display: none; position: absolute; left: 0; top: calc(100% + 3px); padding: 2px 7px; border-radius: 6px;
+      background: rgba(20,20,20,.92); color: #fff; font-weight: 500; white-space: nowrap; }
+    .pill { overflow: visible; }
+    .pill:hover .more, .pill:focus-within .more { display: block; } /* below the mark: nothing in it moves */
     button { all: unset; cursor: pointer; font: 600 11px/1.2 system-ui, sans-serif; padding: 1px 6px; border-radius: 8px;
       background: #fff; color: #8f1d1d; }
     button:focus-visible { outline: 2px solid #ffbf00; outline-offset: 1px; }

@@ -13,7 +13,7 @@
 
   const STYLE = `
     :host { all: initial; }
-    .bar { position: fixed; left: 12px; right: 12px; top: 12px; z-index: 2147483647; display: flex; gap: 10px;
+    .bar { position: fixed; left: 12px; right: 12px; bottom: 12px; z-index: 2147483647; display: flex; gap: 10px;
       align-items: center; flex-wrap: wrap; padding: 10px 14px; border-radius: 8px; background: #fff8e1;
       color: #222; border: 2px solid #8f1d1d; box-shadow: 0 2px 10px rgba(0,0,0,.35);
       font: 500 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; }
@@ -26,7 +26,7 @@
     button:focus-visible { outline: 2px solid #ffbf00; outline-offset: 1px; }
   `;
 
-  /** Show (or update) the notice for a wording {title, detail, command}; actions: {retry, showAll}. */
+  /** Show (or update) the notice for a wording {title, detail with `commands`}; actions: {retry, showAll}. */
   function show(code, words, actions) {
     if (globalThis.top !== globalThis.self) return;
     if (host && host.isConnected && shownCode === code) return;
@@ -44,12 +44,11 @@
     const title = doc.createElement("span");
     title.className = "title";
     title.textContent = words.title + " ";
-    text.append(title, doc.createTextNode(words.detail + " "));
-    if (words.command) {
-      const cmd = doc.createElement("code");
-      cmd.textContent = words.command;
-      text.append(cmd);
-    }
+    text.append(title);
+    words.detail.split("`").forEach((part, i) => {
+      if (i % 2 === 0) text.append(doc.createTextNode(part));
+      else text.append(Object.assign(doc.createElement("code"), { textContent: part }));
+    });
     bar.append(text);
     for (const [label, fn, cls] of [["Try again", actions.retry, ""], ["Show all images", actions.showAll, "plain"], ["Dismiss", hide, "plain"]]) {
       const b = doc.createElement("button");

@@ -63,29 +63,24 @@
     }
     const own = OWN_CODES.has(code);
     const page = W.pageLabel(result);
-    out.text = own ? `Not checked: ${W.errorReason(code)}` : page.text;
+    out.text = own ? "Not checked" : page.text;
+    out.more = own ? W.errorReason(code) : "";
     out.detail = own ? `MedLens could not check this image: ${W.errorReason(code)}. The MedLens popup says more.` : page.title;
     out.mark = marks(label, s) || covering !== "clear";
     if (covering === "blur") {
-      out.button = "Show anyway";
+      out.button = "Show";
       out.showLabel = "Show this image anyway";
     } else if (covering === "hide") {
-      out.cover = { text: own ? out.text : "Not checked by MedLens", button: "Show anyway" };
+      out.cover = { text: own ? `Not checked: ${W.errorReason(code)}` : "Not checked by MedLens", button: "Show anyway" };
       out.showLabel = "Show this image anyway";
     }
     return out;
   }
 
-  /** The page-level notice for a problem with the server: {title, detail, command}. */
+  /** The page-level notice for a problem with the server: {title, detail}; `commands` in the
+   * detail are written between backticks. */
   function serverProblem(code) {
-    const W = ns.wording;
-    const text = W.errorText(code);
-    const cmd = /`([^`]+)`/.exec(text);
-    return {
-      title: "MedLens is keeping this page's images covered.",
-      detail: text.replace(/`([^`]+)`/g, "$1"),
-      command: cmd ? cmd[1] : "",
-    };
+    return { title: "MedLens is keeping this page's images covered.", detail: ns.wording.errorText(code) };
   }
 
   ns.view = Object.freeze({ OWN_CODES, marks, viewOf, serverProblem });

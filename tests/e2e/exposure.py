@@ -62,20 +62,45 @@ class Frame:
         return Image.open(io.BytesIO(self.jpeg)).convert("RGB")
 
 
-def sample_chromium(page, seconds: float, start: float, stop=None) -> list[Frame]:
-    """Screenshots of `page` as fast as CDP gives them (JPEG) for `seconds` after `start` (a
-    time.monotonic() value), or until `stop()` is true."""
+def sample_chromium(page, seconds: float, start: float) -> list[Frame]:
+    """Every frame Chromium's compositor draws for `page` (CDP screencast, JPEG), for `seconds`
+    after `start` (a time.time() value taken before the navigation), each with its own timestamp.
+    Call it before navigating: frames are pushed as they are drawn."""
     import base64
 
-    cdp = page.context.new_cdp_session(page)
     frames: list[Frame] = []
-    try:
-        while time.monotonic() - start < seconds and not (stop and stop()):
-            got = cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": 80, "optimizeForSpeed": True})
-            frames.append(Frame(time.monotonic() - start, base64.b64decode(got["data"])))
-    finally:
-        cdp.detach()
-    return frames
+    cdp = page.context.new_cdp_session(page)
+
+    def on_frame(event: dict) -> None:
+        frames.append(Frame(event["metadata"]["timestamp"] - start, base64.b64decode(event["data"])))
+        try:
+            cdp.send("Page.screencastFrameAck", {"sessionId": event["sessionId"]})
+        except Exception:  # noqa: BLE001 - the session may be gone at the end
+            pass
+
+    cdp.on("Page.screencastFrame", on_frame)
+    cdp.send("Page.startScreencast", {"format": "jpeg", "quality": 80, "everyNthFrame": 1})
+    return _Screencast(cdp, frames, start, seconds)
+
+
+class _Screencast:
+    """A running screencast: `collect()` pumps events until the time is up and returns the frames."""
+
+    def __init__(self, cdp, frames: list[Frame], start: float, seconds: float) -> None:
+        self.cdp, self.frames, self.start, self.seconds = cdp, frames, start, seconds
+
+    def collect(self, page, done=None, linger_s: float = 0.4) -> list[Frame]:
+        """Frames until the time is up, or `linger_s` after `done()` first says true."""
+        end = self.start + self.seconds
+        while time.time() < end:
+            page.wait_for_timeout(50)
+            if done and end - time.time() > linger_s and done():
+                end = time.time() + linger_s
+        try:
+            self.cdp.send("Page.stopScreencast")
+        finally:
+            self.cdp.detach()
+        return sorted(self.frames, key=lambda f: f.t)
 
 
 def exposures(frames: list[Frame], targets: list[Target]) -> dict[str, list[tuple[float, float]]]:

@@ -134,8 +134,9 @@ test("view: what the shield covers, and what it lets through", () => {
   const down = { status: "error", label: null, probability: null, error: { code: "server_down", message: "No MedLens server answers at http://127.0.0.1:8377 (Failed to fetch)." } };
   const v = viewFor(down, settings());
   assert.equal(v.covering, "blur"); // covered stays covered
-  assert.equal(v.button, "Show anyway");
-  assert.ok(v.mark && /server not running/.test(v.text), v.text);
+  assert.equal(v.button, "Show");
+  assert.equal(v.showLabel, "Show this image anyway");
+  assert.ok(v.mark && v.text === "Not checked" && /server not running/.test(v.more + v.detail), JSON.stringify(v));
   assert.ok(!JSON.stringify(v).includes("Failed to fetch"), "no server or browser error text on the page");
   const failed = { status: "error", probability: null, error: { code: "decode_failed", message: "cannot identify image file <_io.BytesIO object at 0x7f>" } };
   const f = viewFor(failed, settings());
