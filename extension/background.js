@@ -5,7 +5,7 @@
 /* global importScripts, MedLens */
 "use strict";
 
-if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js", "lib/referrer.js");
+if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js", "lib/referrer.js", "lib/native.js");
 
 const ext = globalThis.browser ?? globalThis.chrome;
 const { TYPES, FROM_CONTENT, FROM_EXTENSION_PAGE } = MedLens.messages;
@@ -358,7 +358,7 @@ async function scanTab(tab) {
     return state;
   }
   await inTabOrder(tab.id, () => setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {} }));
-  const server = await MedLens.api.serverState(s);
+  const { server } = await MedLens.native.reachServer(s); // down or unpaired: the native host starts and pairs it
   if (!server.ok) {
     const state = { status: "server", url: tab.url, server };
     await inTabOrder(tab.id, () => setTabState(tab.id, state));
@@ -402,8 +402,8 @@ async function scanNewFrames(tabId) {
 /** What "Classify image" does: classify the right-clicked image and badge it. */
 async function classifyImageInTab(tab, srcUrl, frameId = 0) {
   tab = await resolveTab(tab);
-  const s = await MedLens.settings.load();
-  if (MedLens.settings.isSiteOff(tab.url, s.offSites)) return { status: "off" };
+  if (MedLens.settings.isSiteOff(tab.url, (await MedLens.settings.load()).offSites)) return { status: "off" };
+  const { settings: s } = await MedLens.native.reachServer(await MedLens.settings.load()); // as in scanTab
   if (typeof srcUrl !== "string" || !srcUrl) return errorResult(String(srcUrl), "invalid_url", "no image address");
   await ensureContent(tab.id, frameId);
   const page = await framePage(tab.id, frameId, tab.url);

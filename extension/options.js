@@ -94,6 +94,7 @@ async function pairWithCode() {
 
 async function main() {
   fill(await MedLens.settings.load());
+  MedLens.native.showStatus($("native-status")); // started by MedLens / running / not installed
   $("form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     save();
