@@ -69,7 +69,8 @@ def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> 
     row = f"{'extractor alone (baseline)':<34}"
     for b in BATCHES:
         x = np.ascontiguousarray(np.resize(pixels, (b, *pixels.shape[1:])))
-        alone[b] = images_per_second(lambda: ex.features(x), b, repeats if b < 32 else max(2, repeats // 2))
+        a = np.zeros(b, dtype=np.float32)
+        alone[b] = images_per_second(lambda: ex.features(x, a), b, repeats if b < 32 else max(2, repeats // 2))
         row += f"{alone[b]:>10.1f} (1.00x)"
     print(row)
     row = f"{'decode+resize+stats+features+heads':<34}"
@@ -136,7 +137,8 @@ def gpu_report(classifier: Classifier | None, blobs: Sequence[bytes], workers: i
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
                 return net(torch.from_numpy(x).to(dev, non_blocking=True)).float().cpu().numpy()
     else:
-        features = classifier.extractor.features
+        def features(x: np.ndarray) -> np.ndarray:
+            return classifier.extractor.features(x, np.zeros(len(x), dtype=np.float32))[:, : classifier.extractor.feature_size]
     x = np.ascontiguousarray(px[:batch])
     alone = images_per_second(lambda: features(x), len(x), 5)
     print(f"network alone on the GPU, batch {batch}: {alone:,.0f} img/s")
@@ -188,7 +190,7 @@ def main() -> int:
         import torch
 
         from medlens.errors import ModelError
-        from medlens.model.backbones import FeatureNet, get_spec, load_feature_net
+        from medlens.training.backbones import FeatureNet, get_spec, load_feature_net
 
         try:
             net, _, _ = load_feature_net("mobilenet_v2")

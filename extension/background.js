@@ -5,12 +5,18 @@
 /* global importScripts, MedLens */
 "use strict";
 
-if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js", "lib/referrer.js");
+if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js", "lib/referrer.js", "lib/native.js");
 
 const ext = globalThis.browser ?? globalThis.chrome;
 const { TYPES, FROM_CONTENT, FROM_EXTENSION_PAGE } = MedLens.messages;
 const MENU_ID = "medlens-classify-image";
-const CONTENT_FILES = ["extension/lib/messages.js", "extension/lib/referrer.js", "extension/lib/wording.js", "extension/content.js"];
+// The content script: classic scripts sharing the MedLens namespace, in dependency order
+// (content/main.js last). The shield script registered for document_start adds autostart.js.
+const CONTENT_FILES = [
+  "extension/lib/messages.js", "extension/lib/referrer.js", "extension/lib/settings.js", "extension/lib/wording.js",
+  ...["candidates", "page-state", "queue", "cover", "view", "badge", "notice", "media", "observers", "main"]
+    .map((name) => `extension/content/${name}.js`),
+];
 // Upper bounds per request; the server's own max_items (from /v1/health) lowers them.
 const MAX_URLS_PER_CALL = 64;
 const MAX_BYTES_PER_CALL = 16;
@@ -388,7 +394,7 @@ async function scanTab(tab) {
     return state;
   }
   await inTabOrder(tab.id, () => setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {} }));
-  const server = await MedLens.api.serverState(s);
+  const { server } = await MedLens.native.reachServer(s); // down or unpaired: the native host starts and pairs it
   if (!server.ok) {
     const state = { status: "server", url: tab.url, server };
     await inTabOrder(tab.id, () => setTabState(tab.id, state));
@@ -432,8 +438,8 @@ async function scanNewFrames(tabId) {
 /** What "Classify image" does: classify the right-clicked image and badge it. */
 async function classifyImageInTab(tab, srcUrl, frameId = 0) {
   tab = await resolveTab(tab);
-  const s = await MedLens.settings.load();
-  if (MedLens.settings.isSiteOff(tab.url, s.offSites)) return { status: "off" };
+  if (MedLens.settings.isSiteOff(tab.url, (await MedLens.settings.load()).offSites)) return { status: "off" };
+  const { settings: s } = await MedLens.native.reachServer(await MedLens.settings.load()); // as in scanTab
   if (typeof srcUrl !== "string" || !srcUrl) return errorResult(String(srcUrl), "invalid_url", "no image address");
   await ensureContent(tab.id, frameId);
   const page = await framePage(tab.id, frameId, tab.url);
@@ -567,12 +573,67 @@ function createMenu() {
   });
 }
 
+/* ---------------------------------------------------------------- the shield: content script at document_start */
+
+const SHIELD_ID = "medlens-shield";
+const SHIELD_CSS = { blur: "extension/content/shield-blur.css", hide: "extension/content/shield-hide.css" };
+
+/** Match patterns that leave the off sites (and their subdomains) alone. */
+function offSitePatterns(offSites) {
+  return offSites.filter((h) => /^[a-z0-9.-]+$/.test(h)).flatMap((h) => [`*://${h}/*`, `*://*.${h}/*`]);
+}
+
+/** Register the document_start shield script as the settings say (auto-scan on: the content script
+ * starts with the page; blur/hide: plus the style that covers candidates from the first paint), or
+ * unregister it. Called at install, at startup and whenever those settings change. */
+async function syncShieldScript(s) {
+  s = s || (await MedLens.settings.load());
+  try {
+    const had = await ext.scripting.getRegisteredContentScripts({ ids: [SHIELD_ID] });
+    if (had.length) await ext.scripting.unregisterContentScripts({ ids: [SHIELD_ID] });
+  } catch {
+    /* none registered */
+  }
+  if (!s.autoScan) return null;
+  const script = {
+    id: SHIELD_ID, matches: ["<all_urls>"], allFrames: true, runAt: "document_start", persistAcrossSessions: true,
+    js: [...CONTENT_FILES, "extension/content/autostart.js"],
+  };
+  if (SHIELD_CSS[s.medicalMode]) script.css = [SHIELD_CSS[s.medicalMode]];
+  const exclude = offSitePatterns(s.offSites);
+  if (exclude.length) script.excludeMatches = exclude;
+  await ext.scripting.registerContentScripts([script]);
+  return script;
+}
+
+// One registration update at a time: two quick settings changes must not race.
+let shieldSync = Promise.resolve();
+
+/** Settings changed (options, popup): the shield follows; auto-scan turned on reaches open tabs.
+ * The pages' own content scripts re-render themselves (content/main.js listens too). */
+async function onSettingsChanged(changes, area) {
+  if (area !== "local" || !["autoScan", "medicalMode", "offSites"].some((k) => k in changes)) return;
+  const s = await MedLens.settings.load();
+  shieldSync = shieldSync.then(() => syncShieldScript(s)).catch(() => null);
+  await shieldSync;
+  if ("autoScan" in changes && s.autoScan && !changes.autoScan.oldValue) {
+    for (const tab of await ext.tabs.query({})) if (isScannable(tab.url)) void scanTab(tab).catch(() => null);
+  }
+}
+
 /* ---------------------------------------------------------------- listeners (top level, forwarders only) */
 
-ext.runtime.onInstalled.addListener(() => createMenu());
-ext.runtime.onStartup.addListener(() => createMenu());
+ext.runtime.onInstalled.addListener(() => {
+  createMenu();
+  void syncShieldScript();
+});
+ext.runtime.onStartup.addListener(() => {
+  createMenu();
+  void syncShieldScript();
+});
+ext.storage.onChanged.addListener((changes, area) => void onSettingsChanged(changes, area));
 ext.runtime.onMessage.addListener(onMessage);
-ext.action.onClicked.addListener((tab) => void scanTab(tab)); // only fires if the popup is ever unset
+// No action.onClicked: with a default_popup it never fires; the popup asks for scanTab as it opens.
 ext.contextMenus.onClicked.addListener((info, tab) => {
   if (info.menuItemId === MENU_ID) void classifyImageInTab(tab, info.srcUrl, info.frameId || 0);
 });
@@ -586,4 +647,4 @@ ext.webRequest.onHeadersReceived.addListener(
 
 // The seams tests and other tools rely on (architecture.md): scanTab and classifyImageInTab are
 // top-level functions of this script, i.e. globals of the worker / event page.
-Object.assign(globalThis, { scanTab, classifyImageInTab, getTabState, handleMessage });
+Object.assign(globalThis, { scanTab, classifyImageInTab, getTabState, handleMessage, syncShieldScript });

@@ -255,6 +255,7 @@ async function saveSites() {
 
 async function main() {
   fill(await MedLens.settings.load());
+  MedLens.native.showStatus($("native-status")); // started by MedLens / running / not installed
   $("form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     save();

@@ -43,6 +43,7 @@ function refreshServer() {
     const s = await MedLens.settings.load();
     const st = await MedLens.api.serverState(s);
     showServer(st);
+    MedLens.native.showStatus($("native-status")); // started by MedLens / running / not installed
     return st;
   })();
   return serverChecked;
@@ -205,6 +206,7 @@ async function startScan() {
   try {
     const state = await ext.runtime.sendMessage({ type: TYPES.SCAN_TAB, tabId: currentTabId });
     if (state && state.status) showScan(state);
+    if ($("server").dataset.state !== "ok") refreshServer(); // the scan may have started the server via the native host
   } catch (e) {
     showScan({ status: "failed", message: `Could not scan: ${e.message}` });
   }

@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from medlens.model.dataset import Frame, Sample, load_dataset  # noqa: E402
-from medlens.model.features import FeatureTable, extract_features, framed_samples  # noqa: E402
-from medlens.model.metrics import balanced_accuracy, roc_auc  # noqa: E402
-from medlens.model import train as T  # noqa: E402
+from medlens.training.dataset import Frame, Sample, load_dataset  # noqa: E402
+from medlens.training.features import FeatureTable, extract_features, framed_samples  # noqa: E402
+from medlens.training.metrics import balanced_accuracy, roc_auc  # noqa: E402
+from medlens.training import train as T  # noqa: E402
 
 MNV2_LAST, MNV2_TAPS, STATS = "mnv2_last", "mnv2_taps", "stats"
 EFF_LAST = "eff_last"
@@ -49,7 +49,7 @@ VARIANTS = {
 
 
 def build_bundle(data_dir: Path, cache: Path, seed: int, backbones: list[str]) -> dict[str, object]:
-    from medlens.model.export import export_features
+    from medlens.training.export import export_features
     from medlens.model.onnx_features import OnnxFeatures
 
     samples = load_dataset(data_dir)

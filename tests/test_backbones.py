@@ -12,7 +12,7 @@ import torchvision  # noqa: E402
 
 from fixtures.data import image  # noqa: E402
 from medlens.errors import ModelError  # noqa: E402
-from medlens.model.backbones import BACKBONES, FeatureNet, get_spec, load_feature_net  # noqa: E402
+from medlens.training.backbones import BACKBONES, FeatureNet, get_spec, load_feature_net  # noqa: E402
 from medlens.model.preprocess import model_batch  # noqa: E402
 from PIL import Image  # noqa: E402
 

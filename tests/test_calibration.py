@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medlens.model.calibration import Calibrator, fit_calibrator, reliability
+from medlens.model.calibration import Calibrator
+from medlens.training.calibration import fit_calibrator, reliability
 
 
 def _overconfident(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

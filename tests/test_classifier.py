@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from fixtures.data import image
 from medlens.errors import ModelError
 from medlens.model.classifier import SHIPPED_MODEL_DIR, Classifier, Head, Prediction
-from medlens.model.composite import compose
+from medlens.training.composite import compose
 
 CLEAR_MEDICAL = {
     "medical/xray/pydicom-data_RG1_J2KI.jpg": "xray",

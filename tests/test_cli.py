@@ -183,7 +183,8 @@ def test_table_is_the_default_and_csv_on_request(capsys: pytest.CaptureFixture[s
     assert "2 results: 1 medical, 0 non-medical, 0 skipped, 1 failed" in err
     code, out, _ = run_cli(capsys, "classify", "--csv", "--no-progress", str(SHARED_DATA / "docs" / "alpha-cmyk.pdf"), "/nope")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["source", "page", "index", "status", "label", "probability", "modality", "error"]
+    assert list(rows[0]) == ["source", "member", "page", "index", "frame", "time_s", "dicom_modality", "role",
+                             "status", "label", "probability", "modality", "error"]
     assert [(r["page"], r["index"]) for r in rows] == [("1", "1"), ("1", "2"), ("", "")]
     assert rows[2]["error"].startswith("not_found: ")
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from fixtures.data import image
-from medlens.model.composite import LAYOUTS, compose
-from medlens.model.dataset import load_dataset
-from medlens.model.features import framed_samples, render
+from medlens.training.composite import LAYOUTS, compose
+from medlens.training.dataset import load_dataset
+from medlens.training.features import framed_samples, render
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -81,6 +81,29 @@ def test_classify_never_imports_torch(tmp_path: Path):
     assert not imported & set(TORCH_MODULES), sorted(imported & set(TORCH_MODULES))
 
 
+LOAD_AND_CLASSIFY = """
+import json, sys
+from PIL import Image
+from medlens.model.classifier import Classifier
+preds = Classifier.load(device="cpu").classify([Image.open(p) for p in sys.argv[1:]])
+print(json.dumps({"labels": [p.label for p in preds], "modules": sorted(sys.modules)}))
+"""
+
+
+def test_loading_the_served_model_imports_no_training_module_and_no_torch():
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_CLASSIFY, str(image(XRAY)), str(image(CHART))],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["labels"] == ["medical", "non-medical"]
+    modules = set(out["modules"])
+    assert "medlens.model.classifier" in modules and "onnxruntime" in modules
+    assert not {m for m in modules if m == "medlens.training" or m.startswith("medlens.training.")}
+    assert not {m for m in modules if m.split(".")[0] in TORCH_MODULES}
+
+
 def test_serve_never_imports_torch(tmp_path: Path):
     port = _free_port()
     env = {**os.environ, "MEDLENS_CONFIG_DIR": str(tmp_path / "cfg"), "PYTHONUNBUFFERED": "1"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medlens.model.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
+from medlens.training.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
 
 
 def test_roc_auc_known_values():

@@ -25,10 +25,11 @@ def test_shipped_extractor_matches_its_card():
     assert ex.sha256 == card["feature_extractor"]["sha256"]
     assert ex.device == "cpu" and ex.side == card["feature_extractor"]["input"]["side"]
     pixels = np.random.default_rng(0).integers(0, 256, (3, ex.side, ex.side, 3), dtype=np.uint8)
-    out = ex.features(pixels)
-    assert out.shape == (3, card["feature_extractor"]["feature_size"]) and np.isfinite(out).all()
-    np.testing.assert_allclose(ex.features(pixels[1:2]), out[1:2], rtol=1e-4, atol=1e-4)
-    assert ex.features(pixels[:0]).shape == (0, ex.feature_size)
+    aspects = np.zeros(3, dtype=np.float32)
+    out = ex.features(pixels, aspects)
+    assert out.shape == (3, ex.width) and np.isfinite(out).all()
+    np.testing.assert_allclose(ex.features(pixels[1:2], aspects[1:2]), out[1:2], rtol=1e-4, atol=1e-4)
+    assert ex.features(pixels[:0], aspects[:0]).shape == (0, ex.width)
 
 
 def test_damaged_extractor_is_refused(tmp_path: Path):

@@ -12,9 +12,9 @@ from PIL import Image
 
 from fixtures.data import DataItem, write_subset_manifest
 from medlens.model.classifier import SHIPPED_MODEL_DIR, Classifier, Head, load_extractor, read_card
-from medlens.model.dataset import Sample, load_dataset
-from medlens.model.features import extract_features, framed_samples
-from medlens.model.train import TrainingSet, choose_min_confidence, grouped_folds, leave_sources_out, modality_names, sample_weights, train
+from medlens.training.dataset import Sample, load_dataset
+from medlens.training.features import extract_features, framed_samples
+from medlens.training.train import TrainingSet, save_model, choose_min_confidence, grouped_folds, leave_sources_out, modality_names, sample_weights, train
 
 PER_SOURCE = 4
 
@@ -63,7 +63,7 @@ def test_manifest_and_folder_layouts_load(small_data: Path, tmp_path: Path):
 def test_trained_head_works(trained, extractor, tmp_path: Path):
     data, head, validation, _ = trained
     table = data.real
-    head.save(tmp_path / "m")
+    save_model(head, tmp_path / "m")
     clf = Classifier(extractor, Head.load(tmp_path / "m"))
     imgs = [Image.open(s.path) for s in table.samples]
     preds = clf.classify(imgs)
@@ -95,9 +95,9 @@ def test_feature_cache_is_used_on_the_second_run(trained, small_data: Path, extr
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-        def features(self, pixels):
+        def features(self, pixels, aspects):
             self.calls += len(pixels)
-            return self.inner.features(pixels)
+            return self.inner.features(pixels, aspects)
 
     counting = CountingExtractor(extractor)
     again = extract_features(load_dataset(small_data), counting, views=2, seed=1, cache_dir=cache, progress=False)

@@ -51,6 +51,14 @@ HTTP_STATUS: dict[str, int] = {
     "port_in_use": 409,
     "install_failed": 500,
     "internal": 500,
+    # containers (ingest/load.py and its extractors) and `medlens batch`
+    "no_images": 422,
+    "missing_dependency": 501,
+    "archive_bomb": 413,
+    "unsafe_member": 422,
+    "encrypted": 422,
+    "too_long": 413,
+    "extraction_timeout": 422,
 }
 
 

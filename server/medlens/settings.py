@@ -101,6 +101,24 @@ class Settings:
     max_page_images: int = _doc("Most images classified from one web page.", 200)
     cache_entries: int = _doc("Results kept in the URL / content-hash result cache.", 4096)
     thumbnail_side: int = _doc("Longest side of PDF image thumbnails, in pixels.", 160)
+    # containers (archives, office files, e-books, DICOM, multi-frame images, video: ingest/load.py)
+    max_file_bytes: int = _doc("Largest file, download or upload read as a container (archive, office file, "
+                               "e-book, DICOM, video), in bytes; a plain image stays under max_image_bytes.", 256 * 1024 * 1024)
+    max_container_images: int = _doc("Most images taken from one container (archive members, pages, frames); "
+                                     "later ones are left out and the answer says truncated.", 200)
+    max_archive_members: int = _doc("Most members of one ZIP or tar (or office file) looked at; more is truncated.", 2000)
+    max_archive_bytes: int = _doc("Most bytes one archive may unpack to, all members and nested archives together "
+                                  "(zip-bomb guard).", 512 * 1024 * 1024)
+    max_archive_ratio: float = _doc("Highest uncompressed/compressed ratio of one archive member (zip-bomb guard).", 200.0)
+    max_archive_depth: int = _doc("How deep archives inside archives are opened (1 = members of the archive "
+                                  "given, not of archives inside it).", 3)
+    frames_per_image: int = _doc("Frames taken, spread evenly, from an animated GIF/WebP/PNG or a multi-frame "
+                                 "DICOM (the result is the most medical one).", 4)
+    max_tiff_pages: int = _doc("Most pages of a multi-page TIFF classified (each its own row).", 50)
+    video_frames: int = _doc("Frames sampled from a video, spread evenly across its duration.", 8)
+    max_video_s: float = _doc("Longest video accepted, in seconds (by its header); longer is too_long.", 3600.0)
+    video_time_limit_s: float = _doc("Seconds one video's (or e-book's) frame extraction may take in its worker "
+                                     "process before extraction_timeout.", 60.0)
     # batch (`medlens batch`)
     batch_workers: int = _doc("`medlens batch`: local engine: batches loading ahead of the model (0 = 2); Ray engine: "
                               "most actors (0 = as many as the cluster's CPUs, or GPUs, hold).", 0)

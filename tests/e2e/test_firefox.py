@@ -90,7 +90,7 @@ def test_firefox_loads_extension_and_scan_badges(firefox, server, site, reports_
     drv.switch_to.window(page_handle)
     found = drv.execute_script("""return [...document.querySelectorAll('medlens-badge')].map(b => ({
         label: b.getAttribute('data-medlens-label'), src: b.getAttribute('data-medlens-src'),
-        text: b.shadowRoot.querySelector('.pill').textContent}))""")
+        text: b.getAttribute('data-medlens-text'), closed: b.shadowRoot === null}))""")
     by = {b["src"][:60] if b["src"].startswith("data:") else b["src"]: b["label"] for b in found}
     assert by == {
         site.image(XRAY) + "?ff": "medical",
@@ -98,5 +98,6 @@ def test_firefox_loads_extension_and_scan_badges(firefox, server, site, reports_
         site.image(CHART) + "?ff": "non-medical",
         data_url(FUNDUS_SMALL)[:60]: "medical",
     }, found
+    assert all(b["closed"] and b["text"] for b in found), found
     drv.save_screenshot(str(reports_dir / "firefox-badged-page.png"))
     print(f"\nfirefox scan: {elapsed:.2f}s {summary}")

@@ -32,7 +32,7 @@ def test_plain_page_cannot_use_the_server(context, sw, paired, site):
     assert page.evaluate("!!(window.chrome && chrome.runtime && chrome.runtime.sendMessage)") is False
     assert paired.token not in page.content()
     assert paired.token not in page.evaluate("""() => [...document.querySelectorAll('medlens-badge')]
-        .map(b => b.shadowRoot.innerHTML + [...b.attributes].map(a => a.value).join(' ')).join(' ')""")
+        .map(b => (b.shadowRoot ? b.shadowRoot.innerHTML : '') + [...b.attributes].map(a => a.value).join(' ')).join(' ')""")
     page.close()
 
 

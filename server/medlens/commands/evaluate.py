@@ -32,8 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medlens.model.dataset import load_dataset
-    from medlens.model.evaluate import evaluate, format_report, write_plots, write_report
+    from medlens.training.dataset import load_dataset
+    from medlens.training.evaluate import evaluate, format_report, write_plots, write_report
 
     settings = load_settings(args)
     samples = load_dataset(args.data)
@@ -57,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _leave_sources_out(args: argparse.Namespace, settings: Any, samples: list, progress: bool) -> int:
-    from medlens.model.classifier import SHIPPED_MODEL_DIR, load_extractor, read_card
-    from medlens.model.train import DEFAULT_VIEWS, extract_training_set, leave_sources_out
+    from medlens.model.card import read_card, resolve_model_dir
+    from medlens.model.classifier import load_extractor
+    from medlens.training.train import DEFAULT_VIEWS, extract_training_set, leave_sources_out
 
-    model_dir = Path(settings.model_dir) if settings.model_dir else SHIPPED_MODEL_DIR
+    model_dir = resolve_model_dir(settings.model_dir)
     extractor = load_extractor(model_dir, read_card(model_dir), device=settings.device)
     data = extract_training_set(samples, extractor, views=args.views or DEFAULT_VIEWS, seed=args.seed,
                                 cache_dir=settings.cache_path, progress=progress)

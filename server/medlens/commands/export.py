@@ -28,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medlens.model.export import export_features
+    from medlens.training.export import export_features
 
     if args.check:
         return _check(args)
@@ -42,18 +42,21 @@ def _check(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from medlens.model.classifier import SHIPPED_MODEL_DIR, load_extractor, read_card
-    from medlens.model.export import export_features
+    from medlens.commands import load_settings
+    from medlens.model.card import read_card, resolve_model_dir
+    from medlens.model.classifier import load_extractor
     from medlens.model.onnx_features import OnnxFeatures
+    from medlens.training.export import export_features
 
-    model_dir = Path(args.model_dir) if getattr(args, "model_dir", None) else SHIPPED_MODEL_DIR
+    model_dir = resolve_model_dir(load_settings(args).model_dir)
     card = read_card(model_dir)
     shipped = load_extractor(model_dir, card, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         info = export_features(Path(tmp) / "features.onnx", card["feature_extractor"]["backbone"], args.weights)
         fresh = OnnxFeatures(Path(tmp) / "features.onnx", sha256=info["sha256"], feature_size=info["feature_size"], device="cpu")
         pixels = np.random.default_rng(0).integers(0, 256, size=(4, shipped.side, shipped.side, 3), dtype=np.uint8)
-        diff = float(np.abs(shipped.features(pixels) - fresh.features(pixels)).max())
+        aspects = np.zeros(len(pixels), dtype=np.float32)
+        diff = float(np.abs(shipped.features(pixels, aspects) - fresh.features(pixels, aspects)).max())
     same_weights = info["weights_sha256"] == card["feature_extractor"]["weights_sha256"]
     print(f"weights sha256 {'match' if same_weights else 'DIFFER'}; file sha256 "
           f"{'identical' if info['sha256'] == shipped.sha256 else 'differs'}; max feature difference {diff:.2e}")

@@ -39,20 +39,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medlens.model.classifier import SHIPPED_MODEL_DIR, read_card
-    from medlens.model.dataset import load_dataset
+    from medlens.model.card import read_card, resolve_model_dir
     from medlens.model.onnx_features import OnnxFeatures
-    from medlens.model.train import DEFAULT_VIEWS, extract_training_set, leave_sources_out, modality_leave_sources_out, train
+    from medlens.training.dataset import load_dataset
+    from medlens.training.train import (
+        DEFAULT_VIEWS, extract_training_set, leave_sources_out, modality_leave_sources_out, save_model, train,
+    )
 
     settings = load_settings(args)
     samples = load_dataset(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.backbone or args.weights:
-        from medlens.model.export import FEATURES_FILE, export_features
+        from medlens.training.export import FEATURES_FILE, export_features
 
         info = export_features(args.out / FEATURES_FILE, args.backbone or "mobilenet_v2", args.weights)
     else:
-        source_dir = Path(settings.model_dir) if settings.model_dir else SHIPPED_MODEL_DIR
+        source_dir = resolve_model_dir(settings.model_dir)
         info = dict(read_card(source_dir)["feature_extractor"])
         if (args.out / info["file"]).resolve() != (source_dir / info["file"]).resolve():
             shutil.copyfile(source_dir / info["file"], args.out / info["file"])
@@ -68,18 +70,21 @@ def run(args: argparse.Namespace) -> int:
             lso.pop(key)
         head.card["leave_sources_out"] = lso
         head.card.setdefault("modality_head", {})["leave_sources_out"] = modality_leave_sources_out(data, seed=args.seed, jobs=args.jobs)
-    head.save(args.out)
+    save_model(head, args.out)
     print(f"trained on {len(data.real.samples)} images ({len(data.real.skipped)} unreadable skipped) -> {args.out}")
     for path, reason in data.real.skipped:
         print(f"  skipped {printable(path)}: {printable(reason)}")
-    auc = validation["roc_auc"]
     print(
         f"calibration {head.calibrator.method}, threshold {head.threshold:.4f}; source-grouped validation: balanced "
-        f"accuracy {validation['balanced_accuracy']:.4f}, ROC AUC {auc:.4f}, ECE "
-        f"{validation['calibration']['calibrated']['ece']:.4f}" if auc is not None else "ROC AUC n/a"
+        f"accuracy {validation['balanced_accuracy']:.4f}, ROC AUC {_auc(validation['roc_auc'])}, ECE "
+        f"{validation['calibration']['calibrated']['ece']:.4f}"
     )
     if args.leave_sources_out:
         lso = head.card["leave_sources_out"]
-        print(f"leave-sources-out: balanced accuracy {lso['balanced_accuracy']:.4f}, ROC AUC {lso['roc_auc']:.4f}, "
+        print(f"leave-sources-out: balanced accuracy {lso['balanced_accuracy']:.4f}, ROC AUC {_auc(lso['roc_auc'])}, "
               f"ECE {lso['calibration']['ece']:.4f}")
     return 0
+
+
+def _auc(auc: float | None) -> str:
+    return f"{auc:.4f}" if auc is not None else "n/a (one class only)"

@@ -1,7 +1,7 @@
 """`Classifier`: the only thing the server, the CLI and `batch` know about the model.
 
-An ONNX feature extractor turns images into features (no torch: see model/export.py for where
-the file comes from); an XGBoost head turns features into a calibrated probability that an
+An ONNX feature extractor turns images into features (no torch: training/export.py writes
+the file); an XGBoost head turns features into a calibrated probability that an
 image is medical, and a second head names the modality of medical ones. The extractor and the
 heads ship in `server/medlens/models/` beside a JSON model card that records their sha256;
 nothing is pickled, and a file that differs from its card is refused.
@@ -9,8 +9,6 @@ nothing is pickled, and a file that differs from its card is refused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,18 +19,13 @@ from PIL import Image
 
 from medlens.errors import ModelError
 from medlens.model.calibration import Calibrator
-from medlens.model.features import features_of_pixels, head_input_size, image_features
+from medlens.model.card import HEAD_FILE, SHIPPED_MODEL_DIR, file_sha256, read_card, resolve_model_dir
 from medlens.model.image_stats import STATS_VERSION
 from medlens.model.labels import MEDICAL, NON_MEDICAL, OTHER_MODALITY
 from medlens.model.onnx_features import OnnxFeatures
 from medlens.model.preprocess import model_batch
 
-CARD_FILE = "model_card.json"
-HEAD_FILE = "head.ubj"
-MODALITY_FILE = "modality.ubj"
-CARD_FORMAT = 2
-
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+__all__ = ["Classifier", "Head", "Prediction", "SHIPPED_MODEL_DIR", "load_extractor", "read_card"]
 
 
 @dataclass(frozen=True)
@@ -95,48 +88,26 @@ class Head:
             for p, m, mod in zip(probs, medical, modalities)
         ]
 
-    def save(self, model_dir: Path) -> None:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        self.binary.save_model(str(model_dir / HEAD_FILE))
-        card = dict(self.card)
-        card["format"] = CARD_FORMAT
-        card["threshold"] = self.threshold
-        card["calibration"] = self.calibrator.to_dict()
-        card["head_file"] = HEAD_FILE
-        card["head_sha256"] = _sha256(model_dir / HEAD_FILE)
-        if self.modality is not None:
-            self.modality.save_model(str(model_dir / MODALITY_FILE))
-            card["modality_head"] = {
-                **card.get("modality_head", {}),
-                "file": MODALITY_FILE,
-                "classes": self.modality_classes,
-                "min_confidence": self.modality_min_confidence,
-                "sha256": _sha256(model_dir / MODALITY_FILE),
-            }
-        (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        self.card = card
-        self.sha256 = card["head_sha256"]
-
     @classmethod
-    def load(cls, model_dir: Path) -> "Head":
-        card = read_card(model_dir)
-        head_path = model_dir / card.get("head_file", HEAD_FILE)
-        sha = _sha256(head_path) if head_path.is_file() else ""
+    def load(cls, directory: Path) -> "Head":
+        card = read_card(directory)
+        head_path = directory / card.get("head_file", HEAD_FILE)
+        sha = file_sha256(head_path) if head_path.is_file() else ""
         if sha != card.get("head_sha256"):
             raise ModelError("head_mismatch", f"head file {head_path} is missing or differs from its model card (sha256)")
         binary = _load_booster(head_path)
         modality, classes, min_conf = None, [], 0.0
         mod = card.get("modality_head")
         if mod and mod.get("file"):
-            mod_path = model_dir / mod["file"]
-            if not mod_path.is_file() or _sha256(mod_path) != mod.get("sha256"):
+            mod_path = directory / mod["file"]
+            if not mod_path.is_file() or file_sha256(mod_path) != mod.get("sha256"):
                 raise ModelError("head_mismatch", f"modality head {mod_path} is missing or differs from its model card")
             modality, classes = _load_booster(mod_path), list(mod["classes"])
             min_conf = float(mod.get("min_confidence", 0.0))
         try:
             calibrator = Calibrator.from_dict(card.get("calibration"))
         except ValueError as exc:
-            raise ModelError("head_mismatch", f"model card in {model_dir}: {exc}") from exc
+            raise ModelError("head_mismatch", f"model card in {directory}: {exc}") from exc
         return cls(binary, float(card["threshold"]), card, calibrator, modality, classes, min_conf, sha)
 
     def check_extractor(self, extractor: OnnxFeatures) -> None:
@@ -149,38 +120,20 @@ class Head:
             problems.append(f"feature size {want.get('feature_size')} != {extractor.feature_size}")
         if self.card.get("image_stats_version") != STATS_VERSION:
             problems.append(f"image statistics version {self.card.get('image_stats_version')!r} != {STATS_VERSION}")
-        if int(self.binary.num_features()) != head_input_size(extractor):
-            problems.append(
-                f"head expects {self.binary.num_features()} features, extractor + statistics give {head_input_size(extractor)}"
-            )
-        if self.modality is not None and int(self.modality.num_features()) != head_input_size(extractor):
+        if int(self.binary.num_features()) != extractor.width:
+            problems.append(f"head expects {self.binary.num_features()} features, the extractor gives {extractor.width}")
+        if self.modality is not None and int(self.modality.num_features()) != extractor.width:
             problems.append(f"modality head expects {self.modality.num_features()} features")
         if problems:
             raise ModelError("head_mismatch", "the heads do not match the feature extractor: " + "; ".join(problems))
 
 
-def read_card(model_dir: Path) -> dict[str, Any]:
-    card_path = model_dir / CARD_FILE
-    if not card_path.is_file():
-        raise ModelError("head_mismatch", f"no model card {CARD_FILE} in {model_dir}")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError("head_mismatch", f"model card {card_path} is not valid JSON: {exc}") from exc
-    if card.get("format") != CARD_FORMAT:
-        raise ModelError(
-            "head_mismatch",
-            f"model card {card_path} has format {card.get('format')!r}, this MedLens reads {CARD_FORMAT}: retrain or update",
-        )
-    return card
-
-
-def load_extractor(model_dir: Path, card: dict[str, Any], *, device: str = "auto", threads: int = 0) -> OnnxFeatures:
+def load_extractor(directory: Path, card: dict[str, Any], *, device: str = "auto", threads: int = 0) -> OnnxFeatures:
     info = card.get("feature_extractor") or {}
     if not info.get("file"):
-        raise ModelError("head_mismatch", f"model card in {model_dir} names no feature extractor")
+        raise ModelError("head_mismatch", f"model card in {directory} names no feature extractor")
     return OnnxFeatures(
-        model_dir / info["file"], sha256=info.get("sha256"), feature_size=int(info["feature_size"]),
+        directory / info["file"], sha256=info.get("sha256"), feature_size=int(info["feature_size"]),
         device=device, threads=threads,
     )
 
@@ -195,10 +148,6 @@ def _load_booster(path: Path) -> xgb.Booster:
     return booster
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class Classifier:
     """Loaded once; `classify` is safe to call from several threads."""
 
@@ -209,7 +158,7 @@ class Classifier:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, *, device: str = "auto", threads: int = 0) -> "Classifier":
-        directory = Path(model_dir) if model_dir else SHIPPED_MODEL_DIR
+        directory = resolve_model_dir(model_dir)
         head = Head.load(directory)
         return cls(load_extractor(directory, head.card, device=device, threads=threads), head)
 
@@ -234,9 +183,6 @@ class Classifier:
             "modalities": [m for m in self.head.modality_classes if m != OTHER_MODALITY],
         }
 
-    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return image_features(self.extractor, images)
-
     def classify(self, images: Sequence[Image.Image], threshold: float | None = None) -> list[Prediction]:
         if not images:
             return []
@@ -247,6 +193,6 @@ class Classifier:
         """For callers that prepared `model.preprocess.model_input` arrays themselves (decode workers)."""
         if len(pixels) == 0:
             return []
-        feats = features_of_pixels(self.extractor, pixels, aspects)
+        feats = self.extractor.features(pixels, aspects)
         return self.head.predict(feats, threshold)
 

@@ -6,28 +6,22 @@ is opened, so a damaged or swapped file is refused instead of silently giving ot
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from medlens.errors import ModelError
+from medlens.model.card import file_sha256
+from medlens.model.image_stats import STATS_SIZE, batch_statistics
 
 DEVICES = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class OnnxFeatures:
-    """uint8 (N, S, S, 3) pixels in, float32 (N, feature_size) out; safe to call from several threads."""
+    """uint8 (N, S, S, 3) pixels and (N,) log aspect ratios in, float32 (N, width) out: everything
+    the heads read. Safe to call from several threads."""
 
     def __init__(self, path: Path, *, sha256: str | None, feature_size: int, device: str = "auto", threads: int = 0):
         if device not in DEVICES:
@@ -69,14 +63,22 @@ class OnnxFeatures:
         inputs = self._session.get_inputs()
         self.input_name = inputs[0].name
         self.side = int(inputs[0].shape[1])
+        # a graph with an aspect-ratio input computes the image statistics itself
+        self._aspect_name = inputs[1].name if len(inputs) > 1 else None
+        self.width = feature_size if self._aspect_name else feature_size + STATS_SIZE
         out = self._session.get_outputs()[0]
         if isinstance(out.shape[1], int) and out.shape[1] != feature_size:
             raise ModelError(
                 "head_mismatch", f"feature extractor {path} gives {out.shape[1]} features, the model card says {feature_size}"
             )
 
-    def features(self, pixels: np.ndarray) -> np.ndarray:
+    def features(self, pixels: np.ndarray, aspects: np.ndarray) -> np.ndarray:
         if len(pixels) == 0:
-            return np.zeros((0, self.feature_size), dtype=np.float32)
-        out = self._session.run(None, {self.input_name: np.ascontiguousarray(pixels, dtype=np.uint8)})[0]
-        return np.asarray(out, dtype=np.float32)
+            return np.zeros((0, self.width), dtype=np.float32)
+        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+        aspects = np.ascontiguousarray(aspects, dtype=np.float32)
+        if self._aspect_name:
+            out = self._session.run(None, {self.input_name: pixels, self._aspect_name: aspects})[0]
+            return np.asarray(out, dtype=np.float32)
+        out = self._session.run(None, {self.input_name: pixels})[0]
+        return np.concatenate([np.asarray(out, dtype=np.float32), batch_statistics(pixels, aspects)], axis=1)

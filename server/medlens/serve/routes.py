@@ -17,6 +17,8 @@ from aiohttp import BodyPartReader, web
 from medlens import API_VERSION, __version__
 from medlens.errors import MedLensError, plain_reason
 from medlens.fairness import start_request
+from medlens.ingest.load import read_cap
+from medlens.ingest.sources import RAW_MEDIA_PREFIXES
 from medlens.serve import keys
 from medlens.serve.pairing import handle_pair
 from medlens.pipeline.pipeline import Pipeline
@@ -26,7 +28,6 @@ from medlens.settings import Settings
 routes = web.RouteTableDef()
 
 CHUNK = 64 * 1024
-RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 RAW_PDF_TYPES = ("application/pdf", "application/octet-stream")
 # What /v1/health reports as `limits`: request body and per-item sizes, items per request, and
 # the caps that make a PDF or a page scan come back truncated.
@@ -111,7 +112,8 @@ async def classify_images(request: web.Request) -> web.Response:
             done.set_result(error_result(source, data))
             items.append(done)
         else:
-            items.append(asyncio.ensure_future(pipeline.classify_bytes(source, data, threshold)))
+            name = source.removeprefix("upload:")
+            items.append(asyncio.ensure_future(pipeline.classify_bytes(source, data, threshold, name=name)))
 
     try:
         if request.content_type.startswith("multipart/"):
@@ -122,20 +124,21 @@ async def classify_images(request: web.Request) -> web.Response:
                     continue
                 _check_items(len(items) + 1, settings)
                 try:
-                    add(upload_source(part.filename), await _read_part(part, settings.max_image_bytes, budget, "image"))
+                    add(upload_source(part.filename), await _read_part(part, read_cap(settings), budget, "file"))
                 except _ItemTooLarge as exc:
                     add(upload_source(part.filename), exc.error)
             if not items:
                 raise MedLensError("invalid_request", 'no "file" field in the multipart body')
-        elif request.content_type.startswith(RAW_IMAGE_TYPES):
+        elif request.content_type.startswith(RAW_MEDIA_PREFIXES):
             source = upload_source(request.query.get("name"))
             try:
-                add(source, await _read_raw(request, settings.max_image_bytes, settings.max_body_bytes, "image"))
+                add(source, await _read_raw(request, read_cap(settings), settings.max_body_bytes, "file"))
             except _ItemTooLarge as exc:
                 add(source, exc.error)
         else:
             raise MedLensError(
-                "unsupported_media_type", f"send multipart/form-data or a raw image body, not {request.content_type}"
+                "unsupported_media_type", f"send multipart/form-data or a raw image, document, archive or video body, "
+                f"not {request.content_type}"
             )
         results = await asyncio.gather(*items)
     except BaseException:  # the request failed or was cancelled: its items stop too

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from medlens.model.backbones import load_feature_net
-from medlens.model.onnx_features import file_sha256
+from medlens.training.backbones import load_feature_net
+from medlens.model.card import file_sha256
 from medlens.model.preprocess import INPUT_SIDE
 
 FEATURES_FILE = "features.onnx"

