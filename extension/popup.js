@@ -200,6 +200,14 @@ async function activeTabId() {
   return tab ? tab.id : null;
 }
 
+async function tabUrl(tabId) {
+  try {
+    return tabId === null ? null : (await ext.tabs.get(tabId)).url || null;
+  } catch {
+    return null; // no such tab (a test's ?tabId=-1, or it closed)
+  }
+}
+
 async function startScan() {
   if (currentTabId === null) return;
   showScan({ status: "scanning", found: 0, done: 0, counts: {} });
@@ -505,7 +513,7 @@ async function main() {
     ext.runtime.openOptionsPage();
   });
   currentTabId = await activeTabId();
-  currentTabUrl = currentTabId === null ? null : await ext.tabs.get(currentTabId).then((t) => t.url, () => null);
+  currentTabUrl = await tabUrl(currentTabId);
   $("site-off").addEventListener("click", () => setSiteOff($("site-off").getAttribute("aria-pressed") !== "true"));
   for (const b of document.querySelectorAll("#site-levels .level")) b.addEventListener("click", () => setSiteLevel(b.dataset.level));
   $("result-filter").addEventListener("change", applyFilter);

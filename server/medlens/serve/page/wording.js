@@ -66,6 +66,13 @@
     server_start_failed: ["server did not start", "MedLens could not start its server. Run `medlens serve` in a terminal to see why."],
     port_in_use: ["port taken", "Another program uses the MedLens server's port. Free it, or set another port in MedLens's settings and the options."],
     install_failed: ["install failed", "`medlens install` could not write its files. Check the message, fix the folder's permissions and run it again."],
+    no_images: ["no images", "The file holds no image MedLens could take."],
+    missing_dependency: ["not installed", "This kind of file needs an optional part of MedLens; the message names it (e.g. medlens[video]). Install it and restart the server."],
+    archive_bomb: ["archive too large", "The archive unpacks to far more than it holds (an archive bomb guard), so it was not opened."],
+    unsafe_member: ["unsafe archive", "The archive holds a file with an unsafe name or a link; it was left out."],
+    encrypted: ["password-protected", "The file needs a password: remove the password and try again."],
+    too_long: ["video too long", "The video is longer than the server reads; cut it shorter."],
+    extraction_timeout: ["took too long", "Reading the file took longer than the server allows; split it into smaller files."],
     // only the extension or the web page make these
     server_down: ["server not running", "No MedLens server answers. Start it in a terminal with `medlens serve`."],
     old_server: ["server too old", "The server is too old for this extension. Update MedLens, then restart `medlens serve`."],
