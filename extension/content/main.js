@@ -23,6 +23,7 @@
   const SETTING_KEYS = ["threshold", "medicalMode", "mark", "offSites", "autoScan", "siteStrictness", "serverThreshold"];
   // Errors that say nothing about the picture being medical: the shield lets these through.
   const CLEAR_CODES = new Set(["unsupported_format"]);
+  const NO_CODES = new Set(); // a video or canvas that could not be checked stays covered
   const SERVER_CODES = new Set(["server_down", "unauthorized", "old_server", "queue_full", "extension_error"]);
   const RESAMPLE_MS = { canvas: 2000, video: 3000 }; // the least time between two looks at one element
   let started = false;
@@ -176,11 +177,13 @@
   }
 
   /** Pixels of canvases and video frames, inline images: read here, classified as bytes; a video
-   * poster goes as a URL. Unreadable elements get their own result (not_readable) or wait. */
+   * poster, or a cross-origin video the page cannot read, goes as a URL (the server fetches it).
+   * Elements with nothing to read yet wait. */
   async function classifyBytes(batch) {
     const out = new Array(batch.length);
     const bytes = [];
     const urls = [];
+    const videos = [];
     await Promise.all(batch.map(async (e, i) => {
       try {
         const el = [...e.elements][0];
@@ -192,7 +195,7 @@
         }
         if (item.dataUrl) bytes.push([i, { src: e.src, dataUrl: item.dataUrl }]);
         else if (item.url) urls.push([i, item.url]);
-        else out[i] = localError("not_readable"); // a cross-origin video the page itself cannot read
+        else videos.push([i, item.videoUrl]); // a cross-origin video the page cannot read: the server may
       } catch (err) {
         out[i] = err && err.code === "not_ready" ? "wait" : localError(err && err.code === "not_readable" ? "not_readable" : "fetch_failed", err);
       }
@@ -210,7 +213,11 @@
     await Promise.all([
       ask(bytes, { type: TYPES.CLASSIFY_BYTES, items: bytes.map(([, it]) => it) }),
       ask(urls, urlMessage(urls.map(([, u]) => u))),
+      ask(videos, urlMessage(videos.map(([, u]) => u))),
     ]);
+    // A video neither the page nor the server could look at stays "not readable" here (the
+    // server's own reason is in the popup).
+    for (const [i] of videos) if (out[i] && out[i].status !== "ok") out[i] = localError("not_readable");
     return out;
   }
 
@@ -278,7 +285,7 @@
       threshold: entry.result ? S.comparedWith(entry.result, s) : null,
       shield: shieldOn(s),
       revealed: t.revealed,
-      clearCodes: CLEAR_CODES,
+      clearCodes: t.kind === "video" || t.kind === "canvas" ? NO_CODES : CLEAR_CODES,
     });
     V.apply(el, view.covering);
     if (!view.host) {
@@ -326,7 +333,7 @@
       if (!entry || entry.state === "pending" || entry.state === "queued" || distanceOf(entry) > 0) continue;
       if (entry.state === "done" && now - (t.lastLook || 0) < RESAMPLE_MS[t.kind]) continue;
       const print = M.fingerprint(el);
-      const ready = entry.state === "waiting" && (print || (t.kind === "video" && el.readyState >= 2));
+      const ready = entry.state === "waiting" && (print || (t.kind === "video" && el.readyState >= 2) || !M.readable(el));
       if (!ready && !(entry.state === "done" && M.changed(t.print, print))) continue;
       t.print = print;
       t.lastLook = now;
@@ -353,6 +360,7 @@
 
   /** MedLens turned off here: everything uncovered, every mark removed, nothing more classified. */
   function stopAll() {
+    started = false;
     V.setShield(document, false);
     ns.notice.hide();
     for (const [el] of [...S.allTracked()]) {

@@ -84,17 +84,23 @@
     return sum / a.length > CHANGED;
   }
 
+  /** False when the page does not let its pixels be read (a tainted canvas, a cross-origin video). */
+  function readable(source) {
+    try {
+      drawScaled(source, 1).getContext("2d").getImageData(0, 0, 1, 1);
+      return true;
+    } catch (e) {
+      return !(e && e.name === "SecurityError");
+    }
+  }
+
   /** The bytes to classify for an entry's element, as {dataUrl} or {url} (the server fetches it).
    * Throws Unreadable. */
   async function readItem(entry, el) {
     const src = entry.src;
     if (el && (el.tagName === "CANVAS" || el.tagName === "VIDEO")) {
       if (el.tagName === "CANVAS" && !fingerprint(el)) {
-        try {
-          el.getContext && drawScaled(el, 1).toDataURL();
-        } catch {
-          throw new Unreadable("not_readable", "the page does not let its pixels be read");
-        }
+        if (!readable(el)) throw new Unreadable("not_readable", "the page does not let its pixels be read");
         throw new Unreadable("not_ready", "the canvas is blank");
       }
       try {
@@ -128,5 +134,5 @@
     throw new Unreadable("fetch_failed", "image bytes not readable");
   }
 
-  ns.media = Object.freeze({ MAX_SIDE, Unreadable, readItem, imageBytes, fingerprint, changed });
+  ns.media = Object.freeze({ MAX_SIDE, Unreadable, readItem, imageBytes, fingerprint, changed, readable });
 })();

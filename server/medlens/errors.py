@@ -37,6 +37,7 @@ HTTP_STATUS: dict[str, int] = {
     "pairing_code_expired": 410,
     "forbidden_origin": 403,
     "forbidden_host": 403,
+    "forbidden_peer": 403,
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "not_found": 404,
