@@ -113,13 +113,17 @@ def test_image_hosts_get_at_most_the_page_origin(context, sw, paired, site):
     secret = "?patient=4711&session=SECRET#record-9"
     cases = {
         "default": ("", site.other(site.image(XRAY)) + "?ref-default"),
+        "no-referrer header": ("header", site.other(site.image(XRAY)) + "?ref-header"),
+        "header, meta says origin": ("header+meta", site.other(site.image(CAT)) + "?ref-header-meta"),
         "same-origin-image": ("", site.image(CAT) + "?ref-same"),
         "no-referrer": ('<meta name="referrer" content="no-referrer">', site.other(site.image(MRI)) + "?ref-none"),
         "unsafe-url": ('<meta name="referrer" content="unsafe-url">', site.other(site.image(CAT)) + "?ref-unsafe"),
     }
     for name, (meta, img) in cases.items():
-        url = site.add_page(f"ref-{name}.html", f"""<!doctype html><html><head>{meta}</head><body>
-<img src="{img}" width="200" height="200"></body></html>""") + secret
+        headers = {"Referrer-Policy": "no-referrer"} if meta.startswith("header") else None
+        meta = {"header": "", "header+meta": '<meta name="referrer" content="origin">'}.get(meta, meta)
+        url = site.add_page(f"ref-{name.replace(' ', '-').replace(',', '')}.html", f"""<!doctype html><html><head>{meta}</head><body>
+<img src="{img}" width="200" height="200"></body></html>""", headers) + secret
         page = open_page(context, url)
         scan(sw, page)
         wait_badges(page, 1)
@@ -131,4 +135,5 @@ def test_image_hosts_get_at_most_the_page_origin(context, sw, paired, site):
         assert got, f"{name}: the server never fetched {img}"
         sent[name] = got[0].get("Referer")
     origin = site.base
-    assert sent == {"default": origin, "same-origin-image": origin, "no-referrer": None, "unsafe-url": origin}, sent
+    assert sent == {"default": origin, "no-referrer header": None, "header, meta says origin": origin,
+                    "same-origin-image": origin, "no-referrer": None, "unsafe-url": origin}, sent
