@@ -393,7 +393,13 @@ async function scanTab(tab) {
     await setTabState(tab.id, state);
     return state;
   }
-  await inTabOrder(tab.id, () => setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {} }));
+  // A scan again of the same page keeps what the popup knows of its unclassified images: the page
+  // asks only about images it has not asked about before (a navigation clears the tab's state).
+  await inTabOrder(tab.id, async () => {
+    const prev = (await getTabState(tab.id)) || {};
+    const problems = prev.url === tab.url ? prev.problems : undefined;
+    await setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {}, problems });
+  });
   const { server } = await MedLens.native.reachServer(s); // down or unpaired: the native host starts and pairs it
   if (!server.ok) {
     const state = { status: "server", url: tab.url, server };
@@ -496,12 +502,17 @@ function tabLoaded(tabId) {
 async function showResultsInPage(title, results) {
   const s = await MedLens.settings.load();
   const tab = await ext.tabs.create({ url: `${s.serverUrl}/${s.token ? `?token=${encodeURIComponent(s.token)}` : ""}` });
-  await tabLoaded(tab.id);
-  await ext.scripting.executeScript({
-    target: { tabId: tab.id },
-    func: (payload) => window.postMessage(payload, location.origin),
-    args: [{ type: "medlens:show-results", title, results }],
-  });
+  try {
+    await tabLoaded(tab.id);
+    await ext.scripting.executeScript({
+      target: { tabId: tab.id },
+      func: (payload) => window.postMessage(payload, location.origin),
+      args: [{ type: "medlens:show-results", title, results }],
+    });
+  } catch (e) {
+    // the tab shows the browser's error page: no server answers there
+    return { error: { code: "server_down", message: `the MedLens page at ${s.serverUrl} did not open (${e.message})` } };
+  }
   return { ok: true, tabId: tab.id };
 }
 
