@@ -393,7 +393,13 @@ async function scanTab(tab) {
     await setTabState(tab.id, state);
     return state;
   }
-  await inTabOrder(tab.id, () => setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {} }));
+  // A scan again of the same page keeps what the popup knows of its unclassified images: the page
+  // asks only about images it has not asked about before (a navigation clears the tab's state).
+  await inTabOrder(tab.id, async () => {
+    const prev = (await getTabState(tab.id)) || {};
+    const problems = prev.url === tab.url ? prev.problems : undefined;
+    await setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {}, problems });
+  });
   const { server } = await MedLens.native.reachServer(s); // down or unpaired: the native host starts and pairs it
   if (!server.ok) {
     const state = { status: "server", url: tab.url, server };
