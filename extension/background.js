@@ -92,6 +92,41 @@ function mergeFrames(tabId, url, frames, status) {
   });
 }
 
+/* ---------------------------------------------------------------- the pages' Referrer-Policy headers */
+
+// A page's Referrer-Policy response header is invisible to its DOM, so it is noted here as each
+// document arrives (only documents that send one) and applies unless the page's markup says
+// otherwise (a <meta name="referrer">, which the content script reads, wins, as in browsers).
+function headerPolicyKey(tabId, frameId) {
+  return `refpolicy:${tabId}:${frameId}`;
+}
+
+function withoutFragment(url) {
+  return String(url || "").split("#")[0];
+}
+
+function onDocumentHeaders(details) {
+  if (details.tabId < 0) return;
+  const header = (details.responseHeaders || []).find((h) => h.name.toLowerCase() === "referrer-policy");
+  const policy = header ? MedLens.referrer.parsePolicy(header.value) : "";
+  const key = headerPolicyKey(details.tabId, details.frameId);
+  void (policy ? stateArea().set({ [key]: { url: withoutFragment(details.url), policy } }) : stateArea().remove(key));
+}
+
+/** A closed tab's state and its frames' noted policies. */
+async function forgetTab(tabId) {
+  const all = await stateArea().get(null);
+  const prefix = headerPolicyKey(tabId, "");
+  await stateArea().remove([stateKey(tabId), ...Object.keys(all).filter((k) => k.startsWith(prefix))]);
+}
+
+/** The policy the frame's document header stated, when the frame still shows that document. */
+async function headerPolicy(tabId, frameId, pageUrl) {
+  const key = headerPolicyKey(tabId, frameId);
+  const got = (await stateArea().get(key))[key];
+  return got && got.url === withoutFragment(pageUrl) ? got.policy : "";
+}
+
 /* ---------------------------------------------------------------- the server's limits */
 
 async function rememberLimits(health) {
@@ -292,6 +327,7 @@ async function classifyDataUrls(s, items) {
  * threshold each label was judged by. `what`: {urls, policy, policies} or {items} (data: URLs). */
 async function classifyForPage(tabId, frameId, pageUrl, what) {
   const s = await MedLens.settings.load();
+  if (what.urls && !what.policy) what = { ...what, policy: await headerPolicy(tabId, frameId, pageUrl) };
   const onPage = MedLens.settings.forPage(s, pageUrl);
   const sp = { ...s, threshold: onPage.threshold };
   const results = what.urls
@@ -357,7 +393,13 @@ async function scanTab(tab) {
     await setTabState(tab.id, state);
     return state;
   }
-  await inTabOrder(tab.id, () => setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {} }));
+  // A scan again of the same page keeps what the popup knows of its unclassified images: the page
+  // asks only about images it has not asked about before (a navigation clears the tab's state).
+  await inTabOrder(tab.id, async () => {
+    const prev = (await getTabState(tab.id)) || {};
+    const problems = prev.url === tab.url ? prev.problems : undefined;
+    await setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {}, problems });
+  });
   const { server } = await MedLens.native.reachServer(s); // down or unpaired: the native host starts and pairs it
   if (!server.ok) {
     const state = { status: "server", url: tab.url, server };
@@ -434,6 +476,41 @@ async function autoScan(tabId, tab) {
   return scanTab(tab);
 }
 
+/* ---------------------------------------------------------------- the popup's results in the server's page */
+
+const PAGE_LOAD_TIMEOUT_MS = 15000;
+
+function tabLoaded(tabId) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error("the MedLens page did not load")), PAGE_LOAD_TIMEOUT_MS);
+    function done(err) {
+      clearTimeout(timer);
+      ext.tabs.onUpdated.removeListener(onUpdated);
+      if (err) reject(Object.assign(err, { code: "server_down" }));
+      else resolve();
+    }
+    function onUpdated(id, info) {
+      if (id === tabId && info.status === "complete") done(null);
+    }
+    ext.tabs.onUpdated.addListener(onUpdated);
+  });
+}
+
+/** "Open the full result in the MedLens page": the server's own page, opened with the token in
+ * its address (the page trades it for its session and drops it from the address bar), is handed
+ * the results the popup has, as a message to that window (the page only ever uses their text). */
+async function showResultsInPage(title, results) {
+  const s = await MedLens.settings.load();
+  const tab = await ext.tabs.create({ url: `${s.serverUrl}/${s.token ? `?token=${encodeURIComponent(s.token)}` : ""}` });
+  await tabLoaded(tab.id);
+  await ext.scripting.executeScript({
+    target: { tabId: tab.id },
+    func: (payload) => window.postMessage(payload, location.origin),
+    args: [{ type: "medlens:show-results", title, results }],
+  });
+  return { ok: true, tabId: tab.id };
+}
+
 /* ---------------------------------------------------------------- messages */
 
 /** The address of the frame a content script runs in (its own page, not the tab's). */
@@ -451,6 +528,7 @@ function handleMessage(msg, sender) {
   if (isExtensionPage(sender)) {
     if (!FROM_EXTENSION_PAGE.includes(msg.type)) return null;
     if (msg.type === TYPES.SCAN_TAB && Number.isInteger(msg.tabId)) return scanTab(msg.tabId);
+    if (msg.type === TYPES.SHOW_RESULTS && Array.isArray(msg.results)) return showResultsInPage(String(msg.title || ""), msg.results);
     return null;
   }
   if (!sender.tab || !FROM_CONTENT.includes(msg.type)) return null;
@@ -569,7 +647,9 @@ ext.tabs.onUpdated.addListener((tabId, info, tab) => {
   if (info.status === "loading") void stateArea().remove(stateKey(tabId));
   if (info.status === "complete") void autoScan(tabId, tab);
 });
-ext.tabs.onRemoved.addListener((tabId) => void stateArea().remove(stateKey(tabId)));
+ext.tabs.onRemoved.addListener((tabId) => void forgetTab(tabId));
+ext.webRequest.onHeadersReceived.addListener(
+  onDocumentHeaders, { urls: ["http://*/*", "https://*/*"], types: ["main_frame", "sub_frame"] }, ["responseHeaders"]);
 
 // The seams tests and other tools rely on (architecture.md): scanTab and classifyImageInTab are
 // top-level functions of this script, i.e. globals of the worker / event page.

@@ -6,17 +6,19 @@ from __future__ import annotations
 import tracemalloc
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures.bombs import jpeg_without_scan_data, progressive_scan_bomb
+from fixtures.bombs import hostile_page, jpeg_without_scan_data, progressive_scan_bomb
 from fixtures.data import image
 from medlens import cli
 from medlens.errors import MedLensError, plain_reason
 from medlens.image_modes import to_rgb
 from medlens.ingest.decode import decode_image, jpeg_scans
+from medlens.ingest.page import page_images
 from medlens.settings import Settings
 from medlens.terminal_text import printable
 
@@ -124,3 +126,57 @@ def test_classify_table_escapes_hostile_file_names_and_json_stays_exact(
 
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["source"] == str(path)  # exact, escapes and all: a program reads this
+
+
+# ---------------------------------------------------------------- pages
+
+
+XRAY = "medical/xray/pydicom-data_RG1_J2KI.jpg"
+
+
+@pytest.mark.timeout(120)
+async def test_hostile_markup_is_parsed_off_the_loop_in_linear_time(api: Any, test_site: Any) -> None:
+    """Old: html.parser on the event loop; 150 KiB of `<a` froze every route for 12-50 s, 5 MiB past 120 s."""
+    url = test_site.serve("hostile.html", hostile_page(5 * 1024 - 1), "text/html")
+    status, body = await api.post_json("/v1/classify/page", {"url": url})
+    assert status == 200, body
+    assert body["images_found"] == 0 and body["results"] == []
+
+
+def test_page_parse_stops_at_its_tag_budget_and_its_clock() -> None:
+    html = "<!doctype html>" + "".join(f'<img src="/{n}.png" alt="">' for n in range(5000))
+    full = page_images(html, "https://example.org/", Settings())
+    assert len(full.urls) == 5000 and not full.truncated
+    capped = page_images(html, "https://example.org/", Settings(max_page_tags=300))
+    assert capped.truncated and 0 < len(capped.urls) <= 150  # each <img> is a tag and two attributes
+    assert capped.urls == full.urls[: len(capped.urls)]
+    big = html * 40  # more than one parse chunk
+    timed_out = page_images(big, "https://example.org/", Settings(page_parse_time_s=0))
+    assert timed_out.truncated and timed_out.urls == full.urls[: len(timed_out.urls)]
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "base64", "no-such-codec", "utf-16", '"utf-8"', "rot13"])
+async def test_odd_charsets_are_one_page_not_a_500(api: Any, test_site: Any, charset: str) -> None:
+    """Old: a page served as `charset=idna` answered 500 internal."""
+    page = f'<!doctype html><title>x</title><img src="{test_site.url("/images/" + XRAY)}">'.encode()
+    url = test_site.serve(f"charset-{charset.strip(chr(34))}.html", page, f"text/html; charset={charset}")
+    status, body = await api.post_json("/v1/classify/page", {"url": url})
+    assert status == 200, body
+    if charset != "utf-16":  # bytes that are not UTF-16 decode to nothing useful, but never fail
+        assert [r["label"] for r in body["results"]] == ["medical"], body
+
+
+def test_classify_keeps_every_row_when_a_page_has_an_odd_charset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, test_site: Any
+) -> None:
+    """Old: `medlens classify` aborted with a traceback on a `charset=idna` page and lost every row."""
+    monkeypatch.setenv("MEDLENS_CONFIG_DIR", str(tmp_path / "config"))
+    page = f'<!doctype html><img src="{test_site.url("/images/" + XRAY)}">'.encode()
+    url = test_site.serve("idna.html", page, "text/html; charset=idna")
+    code = cli.main(["classify", "--json", "--no-progress", "--allow-private", str(image(PHOTO)), url, str(image(XRAY))])
+    import json
+
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0, rows
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert rows[1]["label"] == "medical"

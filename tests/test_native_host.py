@@ -9,6 +9,7 @@ killed server restarted by the next request, and the idle shutdown of a server t
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import threading
@@ -115,6 +116,10 @@ def test_connect_starts_one_server_takes_a_stale_lock_and_restarts_after_a_crash
 
     _, [status] = native_home.host({"type": "status"})
     assert status["running"] is True and status["started_by"] == "medlens"
+    logs = native_home.root / ".cache" / "medlens" / "logs"
+    assert token not in (logs / "native-host.log").read_text()
+    for path in (logs, logs / "serve.log", logs / "native-host.log"):  # serve.log's banner has the page's token address
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path == logs else 0o600), path
 
     native_home.kill_server()  # a crash: the kernel drops the lock with the process
     _, [again] = native_home.host({"type": "connect"})

@@ -98,6 +98,9 @@ class Settings:
     pdf_worker_max_jobs: int = _doc("PDFs one extraction process handles before it is replaced by a fresh one "
                                     "(bounds what a hostile file can leave behind in it).", 50)
     max_html_bytes: int = _doc("Largest HTML page fetched for page scans, in bytes.", 5 * 1024 * 1024)
+    max_page_tags: int = _doc("Most tags and attributes read from one page (hostile-markup budget); the rest of "
+                              "the page is left out and the scan flagged truncated.", 500_000)
+    page_parse_time_s: float = _doc("Seconds one page's parse may take before the rest is left out (truncated).", 5.0)
     max_page_images: int = _doc("Most images classified from one web page.", 200)
     cache_entries: int = _doc("Results kept in the URL / content-hash result cache.", 4096)
     thumbnail_side: int = _doc("Longest side of PDF image thumbnails, in pixels.", 160)

@@ -25,7 +25,8 @@ from fixtures.data import REPO_ROOT
 CHROMIUM = "/usr/bin/chromium"
 FIREFOX = "/usr/bin/firefox-esr"
 REPORTS = REPO_ROOT / "reports" / "e2e"  # git-ignored: screenshots and lint output
-DEFAULT_SETTINGS = {"threshold": None, "medicalMode": "badge", "offSites": [], "autoScan": False, "mark": "auto"}
+DEFAULT_SETTINGS = {"threshold": None, "medicalMode": "badge", "offSites": [], "siteStrictness": {}, "autoScan": False,
+                    "mark": "auto"}
 
 
 def chromium_args(ext_dir: Path) -> list[str]:

@@ -119,7 +119,8 @@ def test_firefox_shield_no_flash(firefox, server, site, reports_dir):
     drv.switch_to.new_window("tab")
     drv.get(f"moz-extension://{ADDON_UUID}/extension/options.html")
     ext_eval(drv, "await browser.storage.local.set(args[0]); return true;",
-             {"serverUrl": server.url, "token": server.token, "medicalMode": "blur", "autoScan": True, "mark": "auto"})
+             {"serverUrl": server.url, "token": server.token, "medicalMode": "blur", "autoScan": True, "mark": "auto",
+              "offSites": [], "siteStrictness": {}, "threshold": None})
     deadline = time.monotonic() + 10
     while "shield-blur.css" not in json.dumps(ext_eval(drv, "return (await browser.scripting.getRegisteredContentScripts()).map(s => s.css);")):
         assert time.monotonic() < deadline, "the shield script was not registered"
@@ -163,3 +164,49 @@ def test_firefox_shield_no_flash(firefox, server, site, reports_dir):
     drv.close()
     drv.switch_to.window(drv.window_handles[-1])
     ext_eval(drv, "await browser.storage.local.set({autoScan: false, medicalMode: 'badge'}); return true;")
+
+
+def test_firefox_site_controls_and_site_list(firefox, server, site, reports_dir):
+    """The popup's one-click "off on this site" and strictness, and the options' site list (ports
+    kept, malformed refused with a message), in Firefox too."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    drv = firefox
+    url = site.add_page("ff-site.html", f"""<!doctype html><body><h1>Firefox site</h1>
+<img src="{site.image(CAT)}?ff-site" width="220" height="146"></body>""")
+    drv.get(url)
+    drv.switch_to.new_window("tab")
+    drv.get(f"moz-extension://{ADDON_UUID}/extension/options.html")
+    ext_eval(drv, "await browser.storage.local.set(args[0]); return true;",
+             {"serverUrl": server.url, "token": server.token, "offSites": [], "siteStrictness": {}, "threshold": None})
+    tab_id = ext_eval(drv, "return (await browser.tabs.query({})).find(t => t.url === args[0]).id;", url)
+    drv.get(f"moz-extension://{ADDON_UUID}/extension/popup.html?tabId={tab_id}")
+    wait = WebDriverWait(drv, 60)
+    here = f"127.0.0.1:{site.port}"
+    wait.until(lambda d: d.find_element(By.ID, "site-name").text == here)
+    wait.until(lambda d: d.find_element(By.ID, "server").get_attribute("data-state") == "ok")
+    drv.find_element(By.CSS_SELECTOR, "#site-levels .level[data-level=strictest]").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#site-levels .level[data-level=strictest]").get_attribute("aria-pressed") == "true")
+    strict = ext_eval(drv, "return (await browser.storage.local.get('siteStrictness')).siteStrictness;")
+    assert list(strict) == [here] and 0 < strict[here] < 0.3, strict
+    drv.find_element(By.ID, "site-off").click()
+    wait.until(lambda d: d.find_element(By.ID, "scan").get_attribute("data-status") == "off")
+    assert ext_eval(drv, "return (await browser.storage.local.get('offSites')).offSites;") == [here]
+    assert f"MedLens is off on {here}" in drv.find_element(By.ID, "site-note").text
+    drv.save_screenshot(str(reports_dir / "firefox-popup-site-off.png"))
+    # the options list: the entries the popup made, one added with a port, one malformed
+    drv.get(f"moz-extension://{ADDON_UUID}/extension/options.html")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#site-rows .site-row")) == 2)
+    for text in ("localhost:8601", "not a site!"):
+        drv.find_element(By.ID, "add-site").click()
+        box = drv.find_elements(By.CSS_SELECTOR, "#site-rows .site-name")[-1]
+        box.send_keys(text)
+        drv.find_element(By.ID, "auto-scan").click()  # focus leaves the field: its change event
+        drv.find_element(By.ID, "auto-scan").click()
+    wait.until(lambda d: d.find_element(By.ID, "sites-message").is_displayed())
+    assert "Not saved: not a site!" in drv.find_element(By.ID, "sites-message").text
+    assert "is not a site MedLens understands" in drv.find_elements(By.CSS_SELECTOR, "#site-rows .row-error")[-1].text
+    assert ext_eval(drv, "return (await browser.storage.local.get('offSites')).offSites;") == [here, "localhost:8601"]
+    drv.save_screenshot(str(reports_dir / "firefox-options-sites.png"))
+    ext_eval(drv, "await browser.storage.local.set({offSites: [], siteStrictness: {}, autoScan: false}); return true;")

@@ -466,7 +466,8 @@
     card.querySelector(".label").textContent = verdict.word;
     if (r.status === "ok") {
       card.dataset.near = String(verdict.near);
-      card.querySelector(".value").textContent = verdict.figures;
+      card.querySelector(".value").textContent = verdict.probability; // the meter's mark shows the threshold
+      card.querySelector(".probability").title = verdict.sentence;
       card.querySelector(".fill").style.width = `${r.probability * 100}%`;
       if (threshold != null) card.querySelector(".mark").style.left = `${threshold * 100}%`;
       card.querySelector(".modality").textContent = verdict.modality || "";
@@ -680,6 +681,24 @@
     });
   }
 
+  // ------------------------------------------------------------ results handed over by the extension
+
+  /** The extension's popup shows a PDF's images in a small grid; its "Open the full result in the
+   * MedLens page" opens this page and posts {type: "medlens:show-results", title, results} to this
+   * window (from the extension's script in this very tab). Only their text and data: thumbnails
+   * are used, like any other result. */
+  function onResultsMessage(e) {
+    const d = e.data;
+    if (e.source !== window || e.origin !== location.origin || !d || d.type !== "medlens:show-results" || !Array.isArray(d.results)) return;
+    const title = String(d.title || "Results from the MedLens extension");
+    const items = d.results.filter((r) => r && typeof r === "object" && typeof r.source === "string").map((r) => ({
+      ...r, input: title, thumbnail: typeof r.thumbnail === "string" && r.thumbnail.startsWith("data:image/") ? r.thumbnail : null,
+    }));
+    finish(newGroup(title), items);
+    setStatus(summaryText());
+  }
+
+  window.addEventListener("message", onResultsMessage);
   wire();
   render();
   logIn().then((ok) => {

@@ -110,7 +110,17 @@
   function percent(p, others = []) {
     if (p >= 0.995 && others.every((o) => typeof o !== "number" || o < 0.99)) return ">99%";
     if (p < 0.005 && others.every((o) => typeof o !== "number" || o > 0.01)) return "<1%";
-    for (let digits = 0; digits < 3; digits++) {
+    return percentFrom(0, p, others);
+  }
+
+  /** A threshold as a percentage: exact to a tenth (0.386 is "38.6%", 0.3 is "30%"), with more
+   * decimals only where `others` need them to read differently. */
+  function thresholdPercent(t, others = []) {
+    return percentFrom(Math.round(t * 1000) % 10 === 0 ? 0 : 1, t, others);
+  }
+
+  function percentFrom(first, p, others) {
+    for (let digits = first; digits < 3; digits++) {
       const text = (p * 100).toFixed(digits);
       if (others.every((o) => typeof o !== "number" || o === p || (o * 100).toFixed(digits) !== text)) return `${text}%`;
     }
@@ -119,13 +129,15 @@
 
   /** What to call a classified result, judged against the threshold it was compared with
    * (r.threshold when the extension recorded it, else `threshold`).
-   * {category, near, word, figures, modality, sentence}; for skipped/error results word and
+   * {category, near, word, figures, probability, modality, sentence}: `figures` is the probability
+   * beside the threshold, `probability` the probability alone (for views that draw the threshold,
+   * e.g. as a mark on a meter). For skipped/error results word and
    * sentence are the generic page-safe ones (see pageLabel). */
   function verdict(r, threshold = null) {
     const category = categoryOf(r);
     if (category !== "medical" && category !== "non-medical") {
       const page = pageLabel(r);
-      return { category, near: false, word: page.text, figures: "", modality: null, sentence: page.title };
+      return { category, near: false, word: page.text, figures: "", probability: "", modality: null, sentence: page.title };
     }
     const p = typeof r.probability === "number" ? r.probability : null;
     const t = typeof r.threshold === "number" ? r.threshold : typeof threshold === "number" ? threshold : null;
@@ -133,13 +145,14 @@
     const medical = category === "medical";
     const word = near ? (medical ? "Likely medical" : "Likely not medical") : CATEGORY_NAMES[category];
     let figures = "";
-    if (p !== null) figures = t === null ? `${percent(p)} medical` : `${percent(p, [t])} medical (threshold ${percent(t, [p])})`;
+    if (p !== null) figures = t === null ? `${percent(p)} medical` : `${percent(p, [t])} medical (threshold ${thresholdPercent(t, [p])})`;
+    const probability = p === null ? "" : `${t === null ? percent(p) : percent(p, [t])} medical`;
     const modality = medical && !near ? modalityName(r.modality) : null;
     const sentence = `MedLens: ${word.toLowerCase()}${modality ? ` (${modality})` : ""}`
       + (p === null ? "" : t === null
         ? `; probability of medical ${percent(p)}`
-        : `; probability of medical ${percent(p, [t])}, images from ${percent(t, [p])} count as medical`);
-    return { category, near, word, figures, modality, sentence };
+        : `; probability of medical ${percent(p, [t])}, images from ${thresholdPercent(t, [p])} count as medical`);
+    return { category, near, word, figures, probability, modality, sentence };
   }
 
   /** The label a web page's DOM may hold for a result that is not classified: generic on purpose
@@ -173,6 +186,6 @@
 
   ns.wording = Object.freeze({
     MODALITY_NAMES, NEAR_THRESHOLD, CATEGORIES, CATEGORY_NAMES, ERRORS, PAGE_ERRORS,
-    categoryOf, modalityName, percent, verdict, pageLabel, errorReason, errorText, countsText,
+    categoryOf, modalityName, percent, thresholdPercent, verdict, pageLabel, errorReason, errorText, countsText,
   });
 })();
