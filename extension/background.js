@@ -502,12 +502,17 @@ function tabLoaded(tabId) {
 async function showResultsInPage(title, results) {
   const s = await MedLens.settings.load();
   const tab = await ext.tabs.create({ url: `${s.serverUrl}/${s.token ? `?token=${encodeURIComponent(s.token)}` : ""}` });
-  await tabLoaded(tab.id);
-  await ext.scripting.executeScript({
-    target: { tabId: tab.id },
-    func: (payload) => window.postMessage(payload, location.origin),
-    args: [{ type: "medlens:show-results", title, results }],
-  });
+  try {
+    await tabLoaded(tab.id);
+    await ext.scripting.executeScript({
+      target: { tabId: tab.id },
+      func: (payload) => window.postMessage(payload, location.origin),
+      args: [{ type: "medlens:show-results", title, results }],
+    });
+  } catch (e) {
+    // the tab shows the browser's error page: no server answers there
+    return { error: { code: "server_down", message: `the MedLens page at ${s.serverUrl} did not open (${e.message})` } };
+  }
   return { ok: true, tabId: tab.id };
 }
 

@@ -179,4 +179,13 @@ def test_pdf_result_filter_small_images_and_full_page(context, sw, ext_id, paire
     assert cards.evaluate_all("cs => cs.map(c => c.dataset.category)") == popup_labels
     page.screenshot(path=str(reports_dir / "page-from-popup.png"), full_page=True)
     page.close()
+    # the server gone: the popup says so, and what to do
+    from e2e.conftest import free_port, set_settings
+
+    set_settings(sw, serverUrl=f"http://127.0.0.1:{free_port()}")
+    with context.expect_page() as opened:
+        result.locator("button.open-page").click()
+    expect(popup.locator("#file-message")).to_contain_text("Could not open the MedLens page: No MedLens server answers. "
+                                                            "Start it in a terminal with `medlens serve`.", timeout=20_000)
+    opened.value.close()
     popup.close()

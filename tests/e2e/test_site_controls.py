@@ -33,6 +33,7 @@ def test_popup_turns_medlens_off_and_on_for_this_site(context, sw, ext_id, paire
     expect(popup.locator("#scan-status")).to_have_text(f"MedLens is off on {here}.")
     expect(popup.locator("#site-levels .level").first).to_be_disabled()
     popup.screenshot(path=str(reports_dir / "popup-site-off.png"))
+    page.wait_for_function("() => document.querySelectorAll('medlens-badge').length === 0")  # at once, no reload
     other = open_page(context, site.other(url))  # another origin is not covered by the entry
     assert scan(sw, other)["status"] == "done"
     other.close()
@@ -40,6 +41,7 @@ def test_popup_turns_medlens_off_and_on_for_this_site(context, sw, ext_id, paire
     expect(popup.locator("#site-off")).to_have_attribute("aria-pressed", "false")
     assert stored(sw, "offSites")["offSites"] == []
     expect(popup.locator("#scan")).to_have_attribute("data-status", "done", timeout=60_000)
+    assert [b["label"] for b in wait_badges(page, 1)] == ["medical"]
     popup.close()
     page.close()
 
@@ -62,13 +64,12 @@ def test_popup_strictness_for_this_site_changes_its_labels(context, sw, ext_id, 
     popup.click("#site-levels .level[data-level=usual]")
     assert stored(sw, "siteStrictness")["siteStrictness"] == {}
     popup.close()
-    # a strictness far below the cat's probability makes it medical on this site only
+    # a strictness far below the cat's probability makes it medical on this site only, at once
+    (before,) = wait_badges(page, 1)
+    assert before["label"] == "non-medical", before
     sw.evaluate("v => chrome.storage.local.set(v)", {"siteStrictness": {here: 0.01}})
-    page.reload()
-    page.wait_for_load_state("load")
-    scan(sw, page)
+    page.wait_for_function("() => document.querySelector('medlens-badge').getAttribute('data-medlens-label') === 'medical'")
     (badge,) = wait_badges(page, 1)
-    assert badge["label"] == "medical", badge
     other = open_page(context, site.other(url))
     scan(sw, other)
     (elsewhere,) = wait_badges(other, 1)
