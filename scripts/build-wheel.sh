@@ -15,7 +15,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+import setuptools
 import setuptools.build_meta as backend
+
+if tuple(int(p) for p in setuptools.__version__.split(".")[:2]) < (70, 1):
+    try:
+        import wheel  # noqa: F401  (older setuptools build wheels through it)
+    except ImportError:
+        sys.exit(f"build-wheel: setuptools {setuptools.__version__} cannot build wheels by itself; "
+                 f"run: {sys.executable} -m pip install 'setuptools>=70.1'")
 
 out = Path(sys.argv[1])
 sdist = out / backend.build_sdist(str(out))

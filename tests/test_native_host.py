@@ -79,6 +79,14 @@ def test_a_caller_that_is_not_medlens_is_refused(native_home: NativeHome):
     assert reply["ok"] is True
 
 
+def test_firefox_arguments_name_the_manifest_and_the_add_on(native_home: NativeHome):
+    """Firefox runs the host with the host manifest's path (which may hold an @) and the add-on ID."""
+    manifest = "/home/a@b/.mozilla/native-messaging-hosts/medlens.json"
+    for add_on, ok in ((FIREFOX_EXTENSION_ID, True), ("other@example.org", False), ("{0c3c0b1e-5f2a}", False)):
+        rc, [reply] = native_home.host({"type": "status"}, caller=manifest, extra_args=[add_on])
+        assert reply["ok"] is ok, (add_on, reply)
+
+
 def test_an_answer_over_the_browsers_limit_is_refused():
     assert len(protocol.encode({"a": "x" * 1000})) < protocol.MAX_OUTGOING_BYTES
     with pytest.raises(protocol.ProtocolError) as err:

@@ -89,6 +89,12 @@ class Settings:
     max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)
     max_json_depth: int = _doc("Deepest nesting of arrays/objects in a JSON body (a valid one needs 3); deeper is "
                                "400 invalid_json.", 32)
+    max_json_values: int = _doc("Most values (array items and object members) in a JSON body, counted on the raw "
+                                "bytes before parsing; more is 400 invalid_json.", 10_000)
+    body_timeout_s: float = _doc("Seconds a request body may take to arrive once its headers have; slower is 408 "
+                                 "body_timeout.", 60.0)
+    idle_timeout_s: float = _doc("Seconds a connection may sit without a complete request (idle keep-alive, or "
+                                 "headers trickling in) before the server closes it.", 15.0)
     max_pdf_bytes: int = _doc("Largest PDF accepted, in bytes.", 64 * 1024 * 1024)
     max_pdf_pages: int = _doc("Most PDF pages scanned; later pages are left out and flagged truncated.", 300)
     max_pdf_images: int = _doc("Most PDF images classified; later ones are left out and flagged truncated.", 500)
