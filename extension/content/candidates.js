@@ -200,7 +200,7 @@
     if (!withBackgrounds) return;
     const body = root.nodeType === 9 ? root.body : root;
     if (!body) return;
-    for (const el of body.querySelectorAll("*")) {
+    for (const el of [body, ...body.querySelectorAll("*")]) {
       if (seen.has(el) || el.tagName === "IMG" || isOurs(el)) continue;
       const c = candidateOf(el, doc, isTracked(el));
       if (c && c.kind === "bg") yield c;

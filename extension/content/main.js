@@ -355,7 +355,7 @@
     if (started) return;
     started = true;
     observers.watch(document);
-    lookAt([document], document.readyState !== "loading");
+    lookAt([document], true); // what was parsed while the settings loaded, backgrounds included
   }
 
   /** MedLens turned off here: everything uncovered, every mark removed, nothing more classified. */

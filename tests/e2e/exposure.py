@@ -2,8 +2,8 @@
 bench/extension.py.
 
 A screenshot region "shows" an image when its fine detail matches the image's: the correlation of
-the high-pass (image minus its 5x5 box blur) of the region and of the image's own pixels scaled to
-the region. An uncovered image scores about 0.8-1 (the screenshot is a JPEG); blurred (18 px) or
+the high-pass (image minus its 5x5 box blur) of the middle of its box (the corners hold marks and
+page controls) and of the image's own pixels scaled to the box. An uncovered image scores about 0.8-1 (the screenshot is a JPEG); blurred (18 px) or
 hidden ones, and anything drawn over them, score near 0. Checked both ways in the tests: every
 image shown at the end scores above EXPOSED, every covered one below.
 """
@@ -38,11 +38,12 @@ class Target:
 
     @classmethod
     def of(cls, name: str, medical: bool, path: Path, rect: dict) -> "Target":
-        # a few px in from the edges: borders and anti-aliasing are not the image
-        left, top = round(rect["x"]) + 3, round(rect["y"]) + 3
-        w, h = round(rect["width"]) - 6, round(rect["height"]) - 6
-        full = Image.open(path).convert("RGB").resize((round(rect["width"]), round(rect["height"])), Image.BILINEAR)
-        return cls(name, medical, (left, top, w, h), _high_pass(full.crop((3, 3, 3 + w, 3 + h))))
+        # the middle of the box: the corners are where marks and the page's own controls sit
+        W, H = round(rect["width"]), round(rect["height"])
+        dx, dy = round(W * 0.2), round(H * 0.2)
+        full = Image.open(path).convert("RGB").resize((W, H), Image.BILINEAR)
+        box = (round(rect["x"]) + dx, round(rect["y"]) + dy, W - 2 * dx, H - 2 * dy)
+        return cls(name, medical, box, _high_pass(full.crop((dx, dy, W - dx, H - dy))))
 
     def score(self, shot: Image.Image) -> float:
         left, top, w, h = self.box

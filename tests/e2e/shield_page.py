@@ -28,9 +28,9 @@ ALL_SETTLED = """ids => ids.every(id => window.__probe && window.__probe.states.
 SHIELD_READY = """async () => (await chrome.scripting.getRegisteredContentScripts()).map(s => (s.css || []).join(','))"""
 
 
-def add_shield_page(site, tag: str) -> str:
+def add_shield_page(site, tag: str, slow_ms: int = SLOW_SCRIPT_MS) -> str:
     """A news-like page: nine real images (five medical) above a slow script on another origin,
-    so parsing stops there and the load event comes SLOW_SCRIPT_MS late. Fresh URLs per `tag`."""
+    so parsing stops there and the load event comes `slow_ms` late. Fresh URLs per `tag`."""
     imgs = "\n".join(f'<img id="{k}" src="{site.image(rel)}?{tag}" width="200" height="150" alt="">'
                      for k, rel in [*MEDICAL.items(), *NON_MEDICAL.items()])
     return site.add_page(f"shield-{tag}.html", f"""<!doctype html><html><head><meta charset="utf-8">
@@ -38,7 +38,7 @@ def add_shield_page(site, tag: str) -> str:
 .g {{ display: flex; flex-wrap: wrap; gap: 8px; width: 860px; }} img {{ display: block; }}</style></head>
 <body><h1 style="margin:4px 0 8px">Today's pictures</h1><div class="g">
 {imgs}
-</div><script src="{site.other_base}/slow/{SLOW_SCRIPT_MS}.js"></script><p>after the slow script</p></body></html>""")
+</div><script src="{site.other_base}/slow/{slow_ms}.js"></script><p>after the slow script</p></body></html>""")
 
 
 def wait_shield(sw, css: str, timeout_s: float = 10.0) -> None:
@@ -52,7 +52,7 @@ def wait_shield(sw, css: str, timeout_s: float = 10.0) -> None:
     raise AssertionError(f"shield script not registered with {css!r}: {got}")
 
 
-def load_and_sample(context, url: str, seconds: float):
+def load_and_sample(context, url: str, seconds: float, settled=ALL_SETTLED):
     """Open `url` in a new tab and record every frame drawn from navigation on; returns the page,
     the frames, the per-image exposure series, the targets and the page's own per-frame probe."""
     page = context.new_page()
@@ -61,7 +61,7 @@ def load_and_sample(context, url: str, seconds: float):
     t0 = time.time()
     cast = sample_chromium(page, seconds, t0)
     page.goto(url, wait_until="commit")
-    frames = cast.collect(page, lambda: page.evaluate(ALL_SETTLED, list(NON_MEDICAL)))
+    frames = cast.collect(page, settled and (lambda: page.evaluate(settled, list(NON_MEDICAL))))
     rects = page.evaluate("""ids => Object.fromEntries(ids.map(id => [id, document.getElementById(id).getBoundingClientRect().toJSON()]))""",
                           [*MEDICAL, *NON_MEDICAL])
     targets = [Target.of(k, k in MEDICAL, image(rel), rects[k]) for k, rel in [*MEDICAL.items(), *NON_MEDICAL.items()]]

@@ -103,6 +103,69 @@ def test_firefox_loads_extension_and_scan_badges(firefox, server, site, reports_
     print(f"\nfirefox scan: {elapsed:.2f}s {summary}")
 
 
+def test_firefox_shield_no_flash(firefox, server, site, reports_dir):
+    """Blur + auto-scan in Firefox: the document_start shield covers the medical images in every
+    animation frame (the page's own probe) and in every screenshot taken while the page loads."""
+    import io
+
+    from PIL import Image
+    from selenium.common.exceptions import WebDriverException
+
+    from e2e.exposure import EXPOSED, Target
+    from e2e.shield_page import ALL_SETTLED, MEDICAL, NON_MEDICAL, add_shield_page
+    from fixtures.data import image
+
+    drv = firefox
+    drv.switch_to.new_window("tab")
+    drv.get(f"moz-extension://{ADDON_UUID}/extension/options.html")
+    ext_eval(drv, "await browser.storage.local.set(args[0]); return true;",
+             {"serverUrl": server.url, "token": server.token, "medicalMode": "blur", "autoScan": True, "mark": "auto",
+              "offSites": [], "siteStrictness": {}, "threshold": None})
+    deadline = time.monotonic() + 10
+    while "shield-blur.css" not in json.dumps(ext_eval(drv, "return (await browser.scripting.getRegisteredContentScripts()).map(s => s.css);")):
+        assert time.monotonic() < deadline, "the shield script was not registered"
+        time.sleep(0.1)
+    url = add_shield_page(site, "ff")
+    drv.switch_to.new_window("tab")
+    shots = []
+    t0 = time.monotonic()
+    drv.execute_script("location.href = arguments[0]", url)  # returns at once: the load event is 8 s away
+    def shoot():
+        try:
+            shots.append((time.monotonic() - t0, drv.get_screenshot_as_png()))
+        except WebDriverException as exc:  # between two documents there is nothing to capture
+            assert "Unable to capture screenshot" in str(exc), exc
+
+    while time.monotonic() - t0 < 12:
+        shoot()
+        if drv.execute_script(f"return ({ALL_SETTLED})(arguments[0])", list(NON_MEDICAL)):
+            break
+    shoot()
+    probe = drv.execute_script("return window.__probe")
+    rects = drv.execute_script("return Object.fromEntries(arguments[0].map(id => [id, document.getElementById(id).getBoundingClientRect().toJSON()]))",
+                               [*MEDICAL, *NON_MEDICAL])
+    assert probe["bad"] == [], probe["bad"][:10]
+    assert probe["frames"] >= 10 and sorted(probe["gaps"])[len(probe["gaps"]) // 2] <= 50, probe["frames"]
+    targets = [Target.of(k, k in MEDICAL, image(rel), rects[k]) for k, rel in [*MEDICAL.items(), *NON_MEDICAL.items()]]
+    for t, png in shots:
+        shot = Image.open(io.BytesIO(png)).convert("RGB")
+        for target in targets:
+            if target.medical:
+                assert target.score(shot) < EXPOSED, (target.name, t)
+    last = Image.open(io.BytesIO(shots[-1][1])).convert("RGB")
+    assert all(target.score(last) > EXPOSED for target in targets if not target.medical)
+    first_clear = {k: next(x for x in probe["states"] if x[0] == k and x[1] == "clear") for k in NON_MEDICAL}
+    assert all(x[3] == "loading" for x in first_clear.values()), first_clear  # before the page finished parsing
+    gaps = [b[0] - a[0] for a, b in zip(shots, shots[1:])]
+    print(f"\nfirefox shield: {probe['frames']} animation frames checked, {len(shots)} screenshots "
+          f"(median gap {sorted(gaps)[len(gaps) // 2] * 1000:.0f} ms); non-medical uncovered at "
+          + ", ".join(f"{k} {v[2]} ms" for k, v in first_clear.items()))
+    drv.save_screenshot(str(reports_dir / "firefox-shield.png"))
+    drv.close()
+    drv.switch_to.window(drv.window_handles[-1])
+    ext_eval(drv, "await browser.storage.local.set({autoScan: false, medicalMode: 'badge'}); return true;")
+
+
 def test_firefox_site_controls_and_site_list(firefox, server, site, reports_dir):
     """The popup's one-click "off on this site" and strictness, and the options' site list (ports
     kept, malformed refused with a message), in Firefox too."""
