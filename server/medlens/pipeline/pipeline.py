@@ -25,7 +25,9 @@ from medlens.ingest.decode import decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher, check_url
 from medlens.ingest.items import Item, Loaded, no_images
 from medlens.ingest.load import Extractor, check_image_bytes, data_url_bytes, decode_threads, kind_of, read_cap, source_bytes
+from medlens.ingest.pdf import make_thumbnail
 from medlens.ingest.page import check_html, extract_image_urls, fetch_page
+from medlens.ingest.media_worker import media_workers
 from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.ingest.sources import is_data_url, is_url
 from medlens.pipeline.batcher import MicroBatcher
@@ -64,8 +66,12 @@ class Pipeline:
     contexts, or the CLI); `close()` stops the decode threads and the PDF workers.
     """
 
-    def __init__(self, settings: Settings, batcher: MicroBatcher, fetcher: Fetcher, *, default_threshold: float) -> None:
+    def __init__(
+        self, settings: Settings, batcher: MicroBatcher, fetcher: Fetcher, *, default_threshold: float,
+        thumbnails: bool = True,
+    ) -> None:
         self.settings = settings
+        self.thumbnails = thumbnails  # container images get one for the page's cards (the CLI prints none)
         self.batcher = batcher
         self.fetcher = fetcher
         self.default_threshold = default_threshold
@@ -75,7 +81,8 @@ class Pipeline:
         # The pool's own queue is first in, first out: requests take turns before it instead.
         self._decode_turns = FairSemaphore(decode_threads(settings), fair=settings.queue_order == "fair")
         self.pdf_workers = PdfWorkers(settings)
-        self.extractor = Extractor(settings, self.pdf_workers, self._off_loop)
+        self.media_workers = media_workers(settings)
+        self.extractor = Extractor(settings, self.pdf_workers, self._off_loop, self.media_workers)
 
     async def __aenter__(self) -> "Pipeline":
         return self
@@ -85,6 +92,7 @@ class Pipeline:
 
     async def close(self) -> None:
         await self.pdf_workers.close()
+        await self.media_workers.close()
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -147,8 +155,13 @@ class Pipeline:
                                        for item in loaded.items))
         return container_result(source, loaded, list(items), no_images(loaded))
 
-    async def _classify_item(self, source: str, item: Item, threshold: float | None, **extra: Any) -> dict[str, Any]:
+    async def _classify_item(
+        self, source: str, item: Item, threshold: float | None, **extra: Any
+    ) -> dict[str, Any]:
+        """One image of a container, with its place (and a thumbnail: the page shows it on its card)."""
         fields = {**item.place.fields(), **extra}
+        if item.thumbnail is None and item.image is not None and self.thumbnails:
+            item.thumbnail = await self._off_loop(make_thumbnail, item.image, self.settings.thumbnail_side)
         if item.thumbnail is not None:
             fields["thumbnail"] = jpeg_data_url(item.thumbnail)
         if item.dicom_modality is not None:
