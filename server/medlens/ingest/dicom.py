@@ -96,7 +96,7 @@ def _to_image(pixels: np.ndarray, ds: Any, modality_lut: Any) -> Image.Image:
         return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
     values = np.asarray(modality_lut(pixels, ds), dtype=np.float64)
     low, high = _window(ds, values)
-    grey = _scale(values, low, high)
+    grey = np.rint(_scale(values, low, high))
     if photometric == "MONOCHROME1":
         grey = 255.0 - grey
     return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")

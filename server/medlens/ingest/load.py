@@ -232,6 +232,8 @@ class Extractor:
             return [Item(here, error=member.error)]
         assert member.data is not None
         inner_kind = kind_of(member.data, member.name)
+        if not wanted_in_folder(member.name) and inner_kind != "dicom":
+            return []  # a suffix-less member that is not DICOM (a LICENSE, a README): not a picture
         if inner_kind in ("archive", "office") and depth + 1 >= self.settings.max_archive_depth:
             error = MedLensError("archive_bomb", f"{member.name}: archives nested more than "
                                  f"{self.settings.max_archive_depth} deep (max_archive_depth)")

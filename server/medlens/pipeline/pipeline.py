@@ -32,7 +32,9 @@ from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.ingest.sources import is_data_url, is_url
 from medlens.pipeline.batcher import MicroBatcher
 from medlens.pipeline.cache import LRUCache, SingleFlight
-from medlens.pipeline.results import Outcome, container_result, error_result, item_source, jpeg_data_url, pdf_source, result
+from medlens.pipeline.results import (
+    Outcome, container_result, error_result, item_source, jpeg_data_url, pdf_source, result, upload_source,
+)
 from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
 from medlens.settings import Settings
 
@@ -53,6 +55,8 @@ def flatten(answer: dict[str, Any]) -> list[dict[str, Any]]:
     items = answer.get("items")
     if items is None:
         return [answer]
+    if not items:  # a container with no image: its own row says so (no_images)
+        return [{key: value for key, value in answer.items() if key != "items"}]
     rows = [{**row, "repaired": True} for row in items] if answer.get("repaired") else list(items)
     if answer.get("kind") == "video":
         rows.append({**{key: value for key, value in answer.items() if key != "items"}, "role": "summary"})
@@ -234,6 +238,23 @@ class Pipeline:
             "repaired": loaded.repaired,
             "results": list(results),
         }
+
+    async def classify_video(
+        self, name: str, *, data: bytes | None = None, url: str | None = None, threshold: float | None = None
+    ) -> dict[str, Any]:
+        """A video's sampled frames (each with its time and a thumbnail) and its own summary."""
+        if url is not None:
+            fetched = await self.fetcher.fetch(url, max_bytes=self.settings.max_file_bytes, accept="video/*,*/*;q=0.5")
+            data, name = fetched.data, url
+        assert data is not None
+        if kind_of(data, name) != "video":
+            raise MedLensError("unsupported_format", "not a video MedLens reads (MP4, WebM, MOV, AVI, MKV)")
+        loaded = await self.extractor.extract(data, name, kind="video")
+        source = url or upload_source(name)
+        answer = await self._container_answer(source, loaded, threshold)
+        items = answer.pop("items")
+        return {"kind": "video", "duration_s": loaded.duration_s, "frames": len(items), "truncated": loaded.truncated,
+                "summary": answer, "results": items}
 
     # ------------------------------------------------------------ any input, as `medlens classify` takes it
 
