@@ -13,6 +13,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 
+# scripts/build-wheel.sh calls setuptools' build backend in this venv (wheels are built in from 70.1 on).
+.venv/bin/python -c "import setuptools, sys; sys.exit(tuple(map(int, setuptools.__version__.split('.')[:2])) < (70, 1))" \
+  2>/dev/null || "${pip[@]}" 'setuptools>=70.1'
 # xgboost-cpu and xgboost share one import name; an older checkout installed the CUDA build.
 if .venv/bin/python -m pip show -q xgboost >/dev/null 2>&1; then
   .venv/bin/python -m pip uninstall -y -q xgboost

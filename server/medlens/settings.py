@@ -89,6 +89,12 @@ class Settings:
     max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)
     max_json_depth: int = _doc("Deepest nesting of arrays/objects in a JSON body (a valid one needs 3); deeper is "
                                "400 invalid_json.", 32)
+    max_json_values: int = _doc("Most values (array items and object members) in a JSON body, counted on the raw "
+                                "bytes before parsing; more is 400 invalid_json.", 10_000)
+    body_timeout_s: float = _doc("Seconds a request body may take to arrive once its headers have; slower is 408 "
+                                 "body_timeout.", 60.0)
+    idle_timeout_s: float = _doc("Seconds a connection may sit without a complete request (idle keep-alive, or "
+                                 "headers trickling in) before the server closes it.", 15.0)
     max_pdf_bytes: int = _doc("Largest PDF accepted, in bytes.", 64 * 1024 * 1024)
     max_pdf_pages: int = _doc("Most PDF pages scanned; later pages are left out and flagged truncated.", 300)
     max_pdf_images: int = _doc("Most PDF images classified; later ones are left out and flagged truncated.", 500)
@@ -98,6 +104,9 @@ class Settings:
     pdf_worker_max_jobs: int = _doc("PDFs one extraction process handles before it is replaced by a fresh one "
                                     "(bounds what a hostile file can leave behind in it).", 50)
     max_html_bytes: int = _doc("Largest HTML page fetched for page scans, in bytes.", 5 * 1024 * 1024)
+    max_page_tags: int = _doc("Most tags and attributes read from one page (hostile-markup budget); the rest of "
+                              "the page is left out and the scan flagged truncated.", 500_000)
+    page_parse_time_s: float = _doc("Seconds one page's parse may take before the rest is left out (truncated).", 5.0)
     max_page_images: int = _doc("Most images classified from one web page.", 200)
     cache_entries: int = _doc("Results kept in the URL / content-hash result cache.", 4096)
     thumbnail_side: int = _doc("Longest side of PDF image thumbnails, in pixels.", 160)

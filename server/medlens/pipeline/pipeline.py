@@ -25,9 +25,9 @@ from medlens.ingest.decode import decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher, check_url
 from medlens.ingest.items import Item, Loaded, no_images
 from medlens.ingest.load import Extractor, check_image_bytes, data_url_bytes, decode_threads, kind_of, read_cap, source_bytes
-from medlens.ingest.pdf import make_thumbnail
-from medlens.ingest.page import check_html, extract_image_urls, fetch_page
 from medlens.ingest.media_worker import media_workers
+from medlens.ingest.page import check_html, fetch_page, page_images
+from medlens.ingest.pdf import make_thumbnail
 from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.ingest.sources import is_data_url, is_url
 from medlens.pipeline.batcher import MicroBatcher
@@ -220,7 +220,7 @@ class Pipeline:
 
     async def classify_page(self, url: str, *, threshold: float | None = None) -> dict[str, Any]:
         """Fetch a page, list its images and classify them with the page as Referer."""
-        scan = await fetch_page(self.fetcher, url, self.settings)
+        scan = await fetch_page(self.fetcher, url, self.settings, off_loop=self._off_loop)
         results = await self.classify_urls(scan.urls, page_url=scan.page_url, threshold=threshold)
         return {"page_url": scan.page_url, "images_found": len(scan.urls), "truncated": scan.truncated, "results": results}
 
@@ -276,7 +276,8 @@ class Pipeline:
         if len(html) > self.settings.max_html_bytes:
             raise MedLensError("too_large", f"page is {len(html)} bytes, over the limit of {self.settings.max_html_bytes}")
         check_html(html, content_type)
-        urls = (await self._off_loop(extract_image_urls, html, page_url))[: self.settings.max_page_images]
+        found = await self._off_loop(page_images, html, page_url, self.settings, content_type)
+        urls = found.urls[: self.settings.max_page_images]
         answers = await self.classify_urls(urls, page_url=page_url, threshold=threshold)
         return [row for answer in answers for row in flatten(answer)]
 
