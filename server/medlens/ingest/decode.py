@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -208,7 +209,28 @@ def draft_size(width: int, height: int, target_side: int) -> tuple[int, int] | N
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> DecodedImage:
+class PixelBudget:
+    """Pixels one request may still decode, shared by its decode threads (`max_request_pixels`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def spend(self, pixels: int) -> None:
+        with self._lock:
+            if self.used + pixels > self.limit:
+                raise MedLensError(
+                    "too_many_pixels",
+                    f"this request's images add up to more than {self.limit} pixels (max_request_pixels): "
+                    "send fewer or smaller images at a time",
+                )
+            self.used += pixels
+
+
+def decode_image(
+    data: bytes, settings: Settings, *, target_side: int = 256, budget: PixelBudget | None = None
+) -> DecodedImage:
     """Decode untrusted bytes to RGB, refusing anything too big, too small, broken or not a raster.
 
     JPEGs are decoded at a reduced scale (DCT scaling, much cheaper) as long as the shorter side
@@ -227,7 +249,7 @@ def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> 
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
             raise MedLensError("decode_failed", f"cannot read {fmt} header: {plain_reason(exc)}") from exc
         try:
-            decoded = _decode_opened(img, fmt, settings, target_side)
+            decoded = _decode_opened(img, fmt, settings, target_side, budget)
         except BaseException:
             img.close()
             raise
@@ -236,7 +258,9 @@ def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> 
         return decoded
 
 
-def _decode_opened(img: Image.Image, fmt: str, settings: Settings, target_side: int) -> DecodedImage:
+def _decode_opened(
+    img: Image.Image, fmt: str, settings: Settings, target_side: int, budget: PixelBudget | None
+) -> DecodedImage:
     width, height = img.size
     if width * height > settings.max_pixels:
         raise MedLensError(
@@ -257,6 +281,8 @@ def _decode_opened(img: Image.Image, fmt: str, settings: Settings, target_side: 
             size = draft_size(img.size[0], img.size[1], target_side)
             if size is not None:
                 img.draft("RGB", size)
+        if budget is not None:
+            budget.spend(img.size[0] * img.size[1])  # what is about to be decoded (after any draft)
         img.load()
         oriented = (ImageOps.exif_transpose(img) or img) if orientation != 1 else img  # no full-size copy when upright
         rgb = to_rgb(oriented, block_bytes=settings.window_block_bytes)

@@ -15,13 +15,14 @@ import asyncio
 import hashlib
 import logging
 import os
+from contextvars import ContextVar
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 from medlens.errors import MedLensError, unexpected_error
 from medlens.fairness import FairSemaphore
-from medlens.ingest.decode import decode_image, sniff_format
+from medlens.ingest.decode import PixelBudget, decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher, check_url
 from medlens.ingest.items import Item, Loaded, no_images
 from medlens.ingest.load import Extractor, check_image_bytes, data_url_bytes, decode_threads, kind_of, read_cap, source_bytes
@@ -61,6 +62,15 @@ def flatten(answer: dict[str, Any]) -> list[dict[str, Any]]:
     if answer.get("kind") == "video":
         rows.append({**{key: value for key, value in answer.items() if key != "items"}, "role": "summary"})
     return rows
+
+
+_request_pixels: ContextVar[PixelBudget | None] = ContextVar("medlens_request_pixels", default=None)
+
+
+def start_pixel_budget(settings: Settings) -> None:
+    """Images decoded by this task and every task it starts from now on (one HTTP request's) share
+    one `max_request_pixels` budget; work outside any request (the CLI) has none."""
+    _request_pixels.set(PixelBudget(settings.max_request_pixels))
 
 
 class Pipeline:
@@ -120,7 +130,9 @@ class Pipeline:
 
     async def _compute_bytes(self, data: bytes, threshold: float | None, key: Hashable) -> tuple[Outcome, bool]:
         try:
-            decoded = await self._off_loop(decode_image, data, self.settings, target_side=MODEL_SIDE)
+            decoded = await self._off_loop(
+                decode_image, data, self.settings, target_side=MODEL_SIDE, budget=_request_pixels.get()
+            )
             prediction = await self.batcher.classify(decoded.image, threshold)
             outcome = Outcome(prediction, None, decoded.width, decoded.height)
         except MedLensError as exc:

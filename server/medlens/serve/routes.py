@@ -22,7 +22,7 @@ from medlens.ingest.sources import RAW_MEDIA_PREFIXES
 from medlens.serve import keys
 from medlens.serve.json_body import parse_json_body
 from medlens.serve.pairing import handle_pair
-from medlens.pipeline.pipeline import Pipeline
+from medlens.pipeline.pipeline import Pipeline, start_pixel_budget
 from medlens.pipeline.results import error_result, upload_source
 from medlens.settings import Settings
 
@@ -238,6 +238,7 @@ def _admit(request: web.Request) -> tuple[Settings, Pipeline]:
     settings = request.app[keys.SETTINGS]
     request.app[keys.BATCHER].check_capacity(settings.retry_after_s)
     start_request()  # from here on this request takes turns with the others wherever work waits
+    start_pixel_budget(settings)  # and shares one max_request_pixels budget
     declared = request.content_length
     if declared is not None and declared > settings.max_body_bytes:
         raise MedLensError("body_too_large", f"request body of {declared} bytes is over the limit of {settings.max_body_bytes}")
