@@ -130,6 +130,8 @@ class Settings:
     frames_per_image: int = _doc("Frames taken, spread evenly, from an animated GIF/WebP/PNG or a multi-frame "
                                  "DICOM (the result is the most medical one).", 4)
     max_tiff_pages: int = _doc("Most pages of a multi-page TIFF classified (each its own row).", 50)
+    media_workers: int = _doc("Warm video and e-book extraction processes (each killed at video_time_limit_s), "
+                              "started by the first video or e-book.", 1)
     video_frames: int = _doc("Frames sampled from a video, spread evenly across its duration.", 8)
     max_video_s: float = _doc("Longest video accepted, in seconds (by its header); longer is too_long.", 3600.0)
     video_time_limit_s: float = _doc("Seconds one video's (or e-book's) frame extraction may take in its worker "

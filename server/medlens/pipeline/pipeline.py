@@ -26,12 +26,16 @@ from medlens.ingest.decode import PixelBudget, decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher, check_url
 from medlens.ingest.items import Item, Loaded, no_images
 from medlens.ingest.load import Extractor, check_image_bytes, data_url_bytes, decode_threads, kind_of, read_cap, source_bytes
+from medlens.ingest.media_worker import media_workers
 from medlens.ingest.page import check_html, fetch_page, page_images
+from medlens.ingest.pdf import make_thumbnail
 from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.ingest.sources import is_data_url, is_url
 from medlens.pipeline.batcher import MicroBatcher
 from medlens.pipeline.cache import LRUCache, SingleFlight
-from medlens.pipeline.results import Outcome, container_result, error_result, item_source, jpeg_data_url, pdf_source, result
+from medlens.pipeline.results import (
+    Outcome, container_result, error_result, item_source, jpeg_data_url, pdf_source, result, upload_source,
+)
 from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
 from medlens.settings import Settings
 
@@ -52,6 +56,8 @@ def flatten(answer: dict[str, Any]) -> list[dict[str, Any]]:
     items = answer.get("items")
     if items is None:
         return [answer]
+    if not items:  # a container with no image: its own row says so (no_images)
+        return [{key: value for key, value in answer.items() if key != "items"}]
     rows = [{**row, "repaired": True} for row in items] if answer.get("repaired") else list(items)
     if answer.get("kind") == "video":
         rows.append({**{key: value for key, value in answer.items() if key != "items"}, "role": "summary"})
@@ -74,8 +80,12 @@ class Pipeline:
     contexts, or the CLI); `close()` stops the decode threads and the PDF workers.
     """
 
-    def __init__(self, settings: Settings, batcher: MicroBatcher, fetcher: Fetcher, *, default_threshold: float) -> None:
+    def __init__(
+        self, settings: Settings, batcher: MicroBatcher, fetcher: Fetcher, *, default_threshold: float,
+        thumbnails: bool = True,
+    ) -> None:
         self.settings = settings
+        self.thumbnails = thumbnails  # container images get one for the page's cards (the CLI prints none)
         self.batcher = batcher
         self.fetcher = fetcher
         self.default_threshold = default_threshold
@@ -85,7 +95,8 @@ class Pipeline:
         # The pool's own queue is first in, first out: requests take turns before it instead.
         self._decode_turns = FairSemaphore(decode_threads(settings), fair=settings.queue_order == "fair")
         self.pdf_workers = PdfWorkers(settings)
-        self.extractor = Extractor(settings, self.pdf_workers, self._off_loop)
+        self.media_workers = media_workers(settings)
+        self.extractor = Extractor(settings, self.pdf_workers, self._off_loop, self.media_workers)
 
     async def __aenter__(self) -> "Pipeline":
         return self
@@ -95,6 +106,7 @@ class Pipeline:
 
     async def close(self) -> None:
         await self.pdf_workers.close()
+        await self.media_workers.close()
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -159,8 +171,13 @@ class Pipeline:
                                        for item in loaded.items))
         return container_result(source, loaded, list(items), no_images(loaded))
 
-    async def _classify_item(self, source: str, item: Item, threshold: float | None, **extra: Any) -> dict[str, Any]:
+    async def _classify_item(
+        self, source: str, item: Item, threshold: float | None, **extra: Any
+    ) -> dict[str, Any]:
+        """One image of a container, with its place (and a thumbnail: the page shows it on its card)."""
         fields = {**item.place.fields(), **extra}
+        if item.thumbnail is None and item.image is not None and self.thumbnails:
+            item.thumbnail = await self._off_loop(make_thumbnail, item.image, self.settings.thumbnail_side)
         if item.thumbnail is not None:
             fields["thumbnail"] = jpeg_data_url(item.thumbnail)
         if item.dicom_modality is not None:
@@ -233,6 +250,23 @@ class Pipeline:
             "repaired": loaded.repaired,
             "results": list(results),
         }
+
+    async def classify_video(
+        self, name: str, *, data: bytes | None = None, url: str | None = None, threshold: float | None = None
+    ) -> dict[str, Any]:
+        """A video's sampled frames (each with its time and a thumbnail) and its own summary."""
+        if url is not None:
+            fetched = await self.fetcher.fetch(url, max_bytes=self.settings.max_file_bytes, accept="video/*,*/*;q=0.5")
+            data, name = fetched.data, url
+        assert data is not None
+        if kind_of(data, name) != "video":
+            raise MedLensError("unsupported_format", "not a video MedLens reads (MP4, WebM, MOV, AVI, MKV)")
+        loaded = await self.extractor.extract(data, name, kind="video")
+        source = url or upload_source(name)
+        answer = await self._container_answer(source, loaded, threshold)
+        items = answer.pop("items")
+        return {"kind": "video", "duration_s": loaded.duration_s, "frames": len(items), "truncated": loaded.truncated,
+                "summary": answer, "results": items}
 
     # ------------------------------------------------------------ any input, as `medlens classify` takes it
 

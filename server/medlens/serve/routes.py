@@ -43,6 +43,7 @@ CLIENT_LIMITS = (
     "max_page_images",
     "max_pixels",
     "min_side",
+    "max_file_bytes",
 )
 
 
@@ -181,6 +182,42 @@ async def classify_pdf(request: web.Request) -> web.Response:
     except _ItemTooLarge as exc:
         raise exc.error from None  # one PDF: too large is the answer to the request
     return web.json_response(await pipeline.classify_pdf(data, name, threshold=threshold))
+
+
+@routes.post("/v1/classify/video")
+async def classify_video(request: web.Request) -> web.Response:
+    """A video as an upload (multipart `file`, or the raw body) or a URL (`{"url": ...}`)."""
+    settings, pipeline = _admit(request)
+    threshold = _threshold(request.query.get("threshold"))
+    name = request.query.get("name") or "video"
+    cap = settings.max_file_bytes
+    try:
+        if request.content_type == "application/json":
+            body = await _json_body(request)
+            url = body.get("url")
+            if not isinstance(url, str) or not url:
+                raise MedLensError("invalid_request", '"url" must be the video URL')
+            answer = await pipeline.classify_video(url, url=url, threshold=_threshold(body.get("threshold")))
+            return web.json_response(answer)
+        if request.content_type.startswith("multipart/"):
+            data = None
+            reader = await request.multipart()
+            budget = _Budget(settings.max_body_bytes)
+            while (part := await reader.next()) is not None:
+                if isinstance(part, BodyPartReader) and part.name == "file":
+                    name = part.filename or name
+                    data = await _read_part(part, cap, budget, "video")
+                    break
+            if data is None:
+                raise MedLensError("invalid_request", 'no "file" field in the multipart body')
+        elif request.content_type.startswith(("video/", "application/octet-stream")):
+            data = await _read_raw(request, cap, settings.max_body_bytes, "video")
+        else:
+            raise MedLensError("unsupported_media_type", f"send multipart/form-data, a video/* body or "
+                               f"application/json with a URL, not {request.content_type}")
+    except _ItemTooLarge as exc:
+        raise exc.error from None  # one video: too large is the answer to the request
+    return web.json_response(await pipeline.classify_video(name, data=data, threshold=threshold))
 
 
 @routes.post("/v1/classify/page")
