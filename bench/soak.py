@@ -221,7 +221,7 @@ class Bombs:
         self.scan = progressive_scan_bomb(6000)
         self.scan2 = progressive_scan_bomb(5999)  # other bytes: not answered from the first one's cache
         self.no_scan = jpeg_without_scan_data()
-        self.png16 = sixteen_bit_png(7000)
+        self.png16 = [sixteen_bit_png(7000 - n) for n in range(4)]  # distinct bytes: four decodes, not one
         self.pdf = pdf_of_large_images(10, 7000)
         self.page = site.serve("hostile.html", hostile_page(page_kib), "text/html")
         self.idna = site.serve("idna.html", f'<img src="{site.url("/images/medical/xray/pydicom-data_RG1_J2KI.jpg")}">'.encode(),
@@ -321,7 +321,7 @@ async def bomb_soak(args: argparse.Namespace, site: TestSite, work: Path) -> Non
                     "JPEG without scan data": _answer(session, "POST", url + "/v1/classify/image",
                                                       data=_upload(bombs.no_scan, "empty.jpg"), headers=h),
                     "16-bit 7000^2 PNG x4": _answer(session, "POST", url + "/v1/classify/image",
-                                                    data=_multi([bombs.png16] * 4), headers=h),
+                                                    data=_multi(bombs.png16), headers=h),
                     "PDF, ten 49-Mpx images": _answer(session, "POST", url + "/v1/classify/pdf", data=bombs.pdf,
                                                       headers={**h, "Content-Type": "application/pdf"}),
                     "hostile page": _answer(session, "POST", url + "/v1/classify/page", json={"url": bombs.page}, headers=h),
