@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from fixtures.bombs import hostile_page, jpeg_without_scan_data, progressive_scan_bomb
+from fixtures.bombs import hostile_page, jpeg_without_scan_data, pdf_of_large_images, progressive_scan_bomb
 from fixtures.data import image
 from fixtures.server import server_settings
 from medlens import cli
@@ -26,6 +26,7 @@ from medlens.errors import MedLensError, plain_reason
 from medlens.image_modes import to_rgb
 from medlens.ingest.decode import decode_image, jpeg_scans
 from medlens.ingest.page import page_images
+from medlens.ingest.pdf import extract_pdf_images
 from medlens.serve.app import init_app, runner_options
 from medlens.serve.json_body import parse_json_body
 from medlens.settings import Settings
@@ -301,3 +302,37 @@ async def test_every_api_answer_says_nosniff_same_origin_and_no_store(api: Any) 
         assert resp.headers["X-Content-Type-Options"] == "nosniff", resp
         assert resp.headers["Cross-Origin-Resource-Policy"] == "same-origin"
         assert resp.headers["Cache-Control"] == "no-store"
+
+
+# ---------------------------------------------------------------- pixel budgets
+
+
+def test_a_pdf_keeps_images_only_up_to_its_pixel_budget() -> None:
+    """Old: ten 49-Mpx images in a 1.4 MB PDF added 2.3 GB to the worker and 2.1 GB to the server."""
+    data = pdf_of_large_images(6, 600)  # 0.36 Mpx each
+    everything = extract_pdf_images(data, Settings())
+    assert len(everything.images) == 6 and not everything.truncated
+    capped = extract_pdf_images(data, Settings(max_pdf_pixels=3 * 360_000))
+    assert len(capped.images) == 3 and capped.truncated and capped.skipped_large == 3
+    assert [i.page for i in capped.images] == [1, 2, 3]
+
+
+async def test_a_request_decodes_images_only_up_to_its_pixel_budget(make_api: Any) -> None:
+    api = await make_api(max_request_pixels=3 * 512 * 512, cache_entries=0)
+    with Image.open(image(PHOTO)) as src:
+        photo = src.convert("RGB")
+    form = aiohttp.FormData()
+    for n in range(5):  # five distinct 512x512 PNGs (PNGs decode at full size)
+        buf = BytesIO()
+        photo.rotate(90 * (n % 4)).crop((0, 0, 512 - n, 512)).save(buf, "PNG")
+        form.add_field("file", buf.getvalue(), filename=f"{n}.png", content_type="image/png")
+    resp = await api.client.post("/v1/classify/image", data=form, headers=api.headers())
+    results = (await resp.json())["results"]
+    assert sorted(r["status"] for r in results) == ["error", "error", "ok", "ok", "ok"], results
+    assert all(r["error"]["code"] == "too_many_pixels" for r in results if r["status"] == "error")
+    again = aiohttp.FormData()  # the next request has a budget of its own
+    buf = BytesIO()
+    photo.save(buf, "PNG")
+    again.add_field("file", buf.getvalue(), filename="again.png", content_type="image/png")
+    resp = await api.client.post("/v1/classify/image", data=again, headers=api.headers())
+    assert [r["status"] for r in (await resp.json())["results"]] == ["ok"]

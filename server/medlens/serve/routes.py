@@ -22,7 +22,7 @@ from medlens.ingest.sources import RAW_MEDIA_PREFIXES
 from medlens.serve import keys
 from medlens.serve.json_body import parse_json_body
 from medlens.serve.pairing import handle_pair
-from medlens.pipeline.pipeline import Pipeline
+from medlens.pipeline.pipeline import Pipeline, start_pixel_budget
 from medlens.pipeline.results import error_result, upload_source
 from medlens.settings import Settings
 
@@ -43,6 +43,7 @@ CLIENT_LIMITS = (
     "max_page_images",
     "max_pixels",
     "min_side",
+    "max_file_bytes",
 )
 
 
@@ -183,6 +184,42 @@ async def classify_pdf(request: web.Request) -> web.Response:
     return web.json_response(await pipeline.classify_pdf(data, name, threshold=threshold))
 
 
+@routes.post("/v1/classify/video")
+async def classify_video(request: web.Request) -> web.Response:
+    """A video as an upload (multipart `file`, or the raw body) or a URL (`{"url": ...}`)."""
+    settings, pipeline = _admit(request)
+    threshold = _threshold(request.query.get("threshold"))
+    name = request.query.get("name") or "video"
+    cap = settings.max_file_bytes
+    try:
+        if request.content_type == "application/json":
+            body = await _json_body(request)
+            url = body.get("url")
+            if not isinstance(url, str) or not url:
+                raise MedLensError("invalid_request", '"url" must be the video URL')
+            answer = await pipeline.classify_video(url, url=url, threshold=_threshold(body.get("threshold")))
+            return web.json_response(answer)
+        if request.content_type.startswith("multipart/"):
+            data = None
+            reader = await request.multipart()
+            budget = _Budget(settings.max_body_bytes)
+            while (part := await reader.next()) is not None:
+                if isinstance(part, BodyPartReader) and part.name == "file":
+                    name = part.filename or name
+                    data = await _read_part(part, cap, budget, "video")
+                    break
+            if data is None:
+                raise MedLensError("invalid_request", 'no "file" field in the multipart body')
+        elif request.content_type.startswith(("video/", "application/octet-stream")):
+            data = await _read_raw(request, cap, settings.max_body_bytes, "video")
+        else:
+            raise MedLensError("unsupported_media_type", f"send multipart/form-data, a video/* body or "
+                               f"application/json with a URL, not {request.content_type}")
+    except _ItemTooLarge as exc:
+        raise exc.error from None  # one video: too large is the answer to the request
+    return web.json_response(await pipeline.classify_video(name, data=data, threshold=threshold))
+
+
 @routes.post("/v1/classify/page")
 async def classify_page(request: web.Request) -> web.Response:
     _settings, pipeline = _admit(request)
@@ -201,6 +238,7 @@ def _admit(request: web.Request) -> tuple[Settings, Pipeline]:
     settings = request.app[keys.SETTINGS]
     request.app[keys.BATCHER].check_capacity(settings.retry_after_s)
     start_request()  # from here on this request takes turns with the others wherever work waits
+    start_pixel_budget(settings)  # and shares one max_request_pixels budget
     declared = request.content_length
     if declared is not None and declared > settings.max_body_bytes:
         raise MedLensError("body_too_large", f"request body of {declared} bytes is over the limit of {settings.max_body_bytes}")
