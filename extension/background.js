@@ -131,8 +131,7 @@ async function headerPolicy(tabId, frameId, pageUrl) {
 
 async function rememberLimits(health) {
   await stateArea().set({ [LIMITS_KEY]: MedLens.api.limitsOf(health) });
-  const t = health && health.model && health.model.threshold;
-  if (typeof t === "number") await MedLens.settings.save({ serverThreshold: t }); // shown in options; labels judged by it
+  await MedLens.settings.rememberServerThreshold(health); // shown in options; labels judged by it
 }
 
 /** The limits the server reported at the last scan (its defaults until then). */

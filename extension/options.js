@@ -58,7 +58,8 @@ function showThreshold() {
 function fill(s, keepRows = false) {
   $("server-url").value = s.serverUrl;
   $("token").value = s.token;
-  setServerThreshold(s.serverThreshold, s.threshold);
+  // while the slider is in use it keeps its own position: a save answering an earlier step must not move it back
+  setServerThreshold(s.serverThreshold, document.activeElement === $("threshold") ? sliderThreshold() : s.threshold);
   for (const r of document.querySelectorAll("input[name=medicalMode]")) r.checked = r.value === s.medicalMode;
   $("auto-scan").checked = s.autoScan;
   if (keepRows) readSites(); // rows being fixed stay as typed, with their messages
@@ -141,7 +142,7 @@ async function pairWithCode() {
 function learnServerThreshold(st) {
   const t = st && st.health && st.health.model && st.health.model.threshold;
   if (typeof t !== "number") return;
-  MedLens.settings.save({ serverThreshold: t });
+  MedLens.settings.rememberServerThreshold(st.health);
   setServerThreshold(t);
 }
 

@@ -27,7 +27,7 @@ function showServer(st) {
   if (st.health && st.health.limits) showLimits(MedLens.api.limitsOf(st.health));
   if (st.health && st.health.model && typeof st.health.model.threshold === "number") {
     serverThreshold = st.health.model.threshold;
-    MedLens.settings.save({ serverThreshold }).then(showSite); // the site controls show the figure
+    MedLens.settings.rememberServerThreshold(st.health).then(showSite); // the site controls show the figure
   }
 }
 

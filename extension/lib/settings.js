@@ -180,6 +180,15 @@
     return merged;
   }
 
+  /** Notes the server's threshold from a /v1/health answer, writing only when it changed (every
+   * open page listens to these settings and draws its labels again on a change). */
+  async function rememberServerThreshold(health) {
+    const t = health && health.model && health.model.threshold;
+    if (typeof t !== "number" || !(t > 0 && t < 1)) return null;
+    if ((await load()).serverThreshold !== t) await save({ serverThreshold: t });
+    return t;
+  }
+
   /** True when MedLens must stay off on this page (any off entry covers it). */
   function isSiteOff(pageUrl, offSites) {
     return (offSites || []).some((site) => siteMatches(site, pageUrl));
@@ -211,6 +220,6 @@
 
   ns.settings = Object.freeze({
     DEFAULTS, DEFAULT_SERVER, KEYS, MODES, MARKS, MIN_THRESHOLD, MAX_THRESHOLD, normalize, normalizeServerUrl, parseSite, siteOf,
-    siteMatches, parseOffSites, load, save, isSiteOff, forPage, strictnessLevels, forContent,
+    siteMatches, parseOffSites, load, save, rememberServerThreshold, isSiteOff, forPage, strictnessLevels, forContent,
   });
 })();

@@ -53,6 +53,7 @@
     forbidden_origin: ["refused", "The server refused this origin: only the MedLens extension and the server's own page may use it."],
     forbidden_peer: ["refused", "The server takes requests only from this computer; start it with --host to serve other machines on purpose."],
     forbidden_host: ["refused", "The server refused this address; open it as http://127.0.0.1:PORT/ or http://localhost:PORT/."],
+    body_timeout: ["upload too slow", "The upload did not arrive in time. Try again; on a slow link, send fewer or smaller files."],
     body_too_large: ["too large", "The upload is larger than the server accepts in one request; send fewer or smaller files."],
     unsupported_media_type: ["unsupported file", "The server does not take this kind of file: use a PDF or an image."],
     not_found: ["not found", "The server has no such route. Update MedLens and the extension to the same version."],

@@ -39,6 +39,7 @@ HTTP_STATUS: dict[str, int] = {
     "forbidden_host": 403,
     "forbidden_peer": 403,
     "body_too_large": 413,
+    "body_timeout": 408,
     "unsupported_media_type": 415,
     "not_found": 404,
     "read_failed": 500,

@@ -84,14 +84,26 @@ class Settings:
     window_block_bytes: int = _doc("Scratch memory for windowing a 16-bit or float image to 8 bits (on top of its "
                                    "decoded pixels): it is mapped in float32 row blocks of at most this size.",
                                    16 * 1024 * 1024)
+    max_request_pixels: int = _doc("Most pixels decoded for one request, all its images together (JPEGs count at the "
+                                   "reduced size they are decoded at); images beyond are too_many_pixels.",
+                                   500_000_000)
     min_side: int = _doc("Images whose shorter side is below this many pixels are skipped as too small.", 16)
     max_items: int = _doc("Most URLs or files in one request.", 256)
     max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)
     max_json_depth: int = _doc("Deepest nesting of arrays/objects in a JSON body (a valid one needs 3); deeper is "
                                "400 invalid_json.", 32)
+    max_json_values: int = _doc("Most values (array items and object members) in a JSON body, counted on the raw "
+                                "bytes before parsing; more is 400 invalid_json.", 10_000)
+    body_timeout_s: float = _doc("Seconds a request body may take to arrive once its headers have; slower is 408 "
+                                 "body_timeout.", 60.0)
+    idle_timeout_s: float = _doc("Seconds a connection may sit without a complete request (idle keep-alive, or "
+                                 "headers trickling in) before the server closes it.", 15.0)
     max_pdf_bytes: int = _doc("Largest PDF accepted, in bytes.", 64 * 1024 * 1024)
     max_pdf_pages: int = _doc("Most PDF pages scanned; later pages are left out and flagged truncated.", 300)
     max_pdf_images: int = _doc("Most PDF images classified; later ones are left out and flagged truncated.", 500)
+    max_pdf_pixels: int = _doc("Most pixels of all images kept from one PDF together (each image is held in full "
+                               "until classified); images beyond are left out and the PDF flagged truncated.",
+                               100_000_000)
     pdf_time_limit_s: float = _doc("Seconds one PDF's extraction may take before pdf_timeout.", 60.0)
     pdf_workers: int = _doc("Warm PDF extraction processes kept ready (each killed at pdf_time_limit_s); more PDFs "
                             "at once wait for one to be free. 0 = a fresh process per PDF (about 1 s more each).", 2)
@@ -118,6 +130,8 @@ class Settings:
     frames_per_image: int = _doc("Frames taken, spread evenly, from an animated GIF/WebP/PNG or a multi-frame "
                                  "DICOM (the result is the most medical one).", 4)
     max_tiff_pages: int = _doc("Most pages of a multi-page TIFF classified (each its own row).", 50)
+    media_workers: int = _doc("Warm video and e-book extraction processes (each killed at video_time_limit_s), "
+                              "started by the first video or e-book.", 1)
     video_frames: int = _doc("Frames sampled from a video, spread evenly across its duration.", 8)
     max_video_s: float = _doc("Longest video accepted, in seconds (by its header); longer is too_long.", 3600.0)
     video_time_limit_s: float = _doc("Seconds one video's (or e-book's) frame extraction may take in its worker "

@@ -26,6 +26,7 @@ from medlens.errors import MedLensError
 from medlens.ingest.fetch import Fetcher
 from medlens.ingest.items import no_images
 from medlens.ingest.load import Extractor, decode_threads, source_bytes
+from medlens.ingest.media_worker import media_workers
 from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.pipeline.results import SKIP_CODES
 from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
@@ -43,7 +44,7 @@ def new_row(source: str, **values: Any) -> Row:
         "source": source, "page": None, "index": None, "label": None, "probability": None, "modality": None,
         "status": PENDING, "error_code": None, "error": None, "sha256": None, "width": None, "height": None,
         "image": None, "source_rows": 1, "member": None, "frame": None, "time_s": None, "dicom_modality": None,
-        "role": None, "pick": "each",
+        "role": None, "pick": "each", "group": None,
     }
     row.update(values)
     return row
@@ -70,7 +71,8 @@ class Loader:
         self._thread.start()
         self._fetcher = Fetcher(self.settings)
         self._pdf_workers = PdfWorkers(self.settings)  # started lazily, by the first PDF
-        self._extractor = Extractor(self.settings, self._pdf_workers, asyncio.to_thread)
+        self._media_workers = media_workers(self.settings)  # started by the first video or e-book
+        self._extractor = Extractor(self.settings, self._pdf_workers, asyncio.to_thread, self._media_workers)
         self._run(self._fetcher.start()).result()
 
     def _run(self, coro: Any) -> Future[Any]:
@@ -88,6 +90,7 @@ class Loader:
             return
         self._run(self._fetcher.close()).result()
         self._run(self._pdf_workers.close()).result()
+        self._run(self._media_workers.close()).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -125,12 +128,12 @@ class Loader:
         for item in loaded.items:
             place = {key: value for key, value in item.place.fields().items() if key != "bbox"}
             if item.error is not None:
-                rows.append(error_row(source, item.error, sha256=item.sha256, pick=loaded.pick, **place))
+                rows.append(error_row(source, item.error, sha256=item.sha256, pick=loaded.pick, group=item.group, **place))
                 continue
             assert item.image is not None
             small = await asyncio.to_thread(shrink_for_model, item.image)
             rows.append(new_row(source, sha256=item.sha256, width=item.width, height=item.height, image=small,
-                                dicom_modality=item.dicom_modality, pick=loaded.pick, **place))
+                                dicom_modality=item.dicom_modality, pick=loaded.pick, group=item.group, **place))
         return rows
 
     async def _fetch(self, url: str, cap: int) -> bytes:

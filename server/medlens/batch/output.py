@@ -27,7 +27,7 @@ from typing import Any, Iterable
 from medlens.batch.keys import SourceKeys
 from medlens.batch.loading import ALREADY_DONE, Row
 from medlens.errors import MedLensError
-from medlens.pipeline.results import combined_label, most_medical
+from medlens.pipeline.results import combined_label, most_medical, reduce_groups
 
 PART_GLOB = "part-*.parquet"
 TMP_PREFIX = ".tmp-"
@@ -71,7 +71,8 @@ def transfer_schema(*, pixels: bool) -> Any:
     (load tasks -> classifier actors); classified rows travel without them."""
     import pyarrow as pa
 
-    fields = list(output_schema()) + [("source_rows", pa.int32()), ("node", pa.string()), ("pick", pa.string())]
+    fields = list(output_schema()) + [("source_rows", pa.int32()), ("node", pa.string()), ("pick", pa.string()),
+                                      ("group", pa.string())]
     if pixels:
         fields += [("image", pa.binary()), ("image_width", pa.int32()), ("image_height", pa.int32())]
     return pa.schema(fields)
@@ -175,14 +176,13 @@ class PartWriter:
 
 
 def combine_rows(rows: list[Row]) -> list[Row]:
-    """A source's rows as the other paths answer it: an animation keeps its most medical frame,
-    a video adds its own summary row (medical when any frame is, at that frame's time)."""
-    pick = rows[0].get("pick") or "each"
-    if pick == "each" or len(rows) == 0:
+    """A source's rows as the other paths answer it: the frames of an animation become its most
+    medical frame, and a video adds its own summary row (medical when any frame is, at that
+    frame's time)."""
+    rows = reduce_groups(rows, [row.get("group") for row in rows])
+    if not rows or rows[0].get("pick") != "video":
         return rows
     best = most_medical(rows)
-    if pick == "most_medical":
-        return [best or rows[0]]
     summary = dict(best or rows[0])
     summary.update(role=SUMMARY_ROLE, sha256=None)
     if best is not None:

@@ -99,7 +99,7 @@ async def classify_inputs(
     async with (
         MicroBatcher.for_classifier(model, settings) as batcher,
         Fetcher(settings) as fetcher,
-        Pipeline(settings, batcher, fetcher, default_threshold=model.threshold) as pipeline,
+        Pipeline(settings, batcher, fetcher, default_threshold=model.threshold, thumbnails=False) as pipeline,
     ):
 
         async def one(source: str) -> list[Row]:

@@ -19,7 +19,7 @@ from medlens import __version__
 from medlens.commands import load_settings
 from medlens.model.classifier import Classifier
 from medlens.serve import keys
-from medlens.serve.app import init_app
+from medlens.serve.app import init_app, runner_options
 from medlens.commands.page import login_url, page_address
 from medlens.serve.idle import IdleWatch, watch_idle
 from medlens.serve.security import binds_beyond_loopback, token_path
@@ -66,7 +66,8 @@ async def serve(settings: Settings, classifier: Classifier) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly."""
     app = init_app(settings, classifier=classifier)
     idle = watch_idle(app) if settings.idle_shutdown_s > 0 else None
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
+                           **runner_options(settings))
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

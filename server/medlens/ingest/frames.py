@@ -64,6 +64,7 @@ def extract_frames(data: bytes, settings: Settings, target_side: int = 0) -> Loa
     digest = sha256(data)
     for item in items:
         item.sha256 = digest
+        item.group = None if pages else ""
     return Loaded("frames", items, pick="each" if pages else "most_medical", pages=count if pages else None,
                   truncated=pages and count > len(chosen))
 

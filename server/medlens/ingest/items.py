@@ -48,6 +48,9 @@ class Item:
     thumbnail: bytes | None = None
     sha256: str | None = None
     dicom_modality: str | None = None  # the DICOM Modality tag: reported beside the answer, never used by it
+    # Items sharing a group (the frames of one animation or multi-frame DICOM) are answered as
+    # one: their most medical frame.
+    group: str | None = None
 
 
 @dataclass

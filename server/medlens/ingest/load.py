@@ -18,17 +18,22 @@ Nothing here imports the pipeline, the model or the server (tests/test_ingest_im
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
+import zipfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from medlens.errors import MedLensError
+from medlens.ingest.archive import Member, UnpackBudget, is_tar, tar_members, zip_members
 from medlens.ingest.decode import decode_image, sniff_format
+from medlens.ingest.dicom import extract_dicom
 from medlens.ingest.fetch import parse_data_url
 from medlens.ingest.frames import extract_frames, frame_count
-from medlens.ingest.items import Item, Loaded, Place, sha256
-from medlens.ingest.sources import is_data_url, is_url
+from medlens.ingest.items import Item, Loaded, Place, no_images, sha256
+from medlens.ingest.office import is_media, refuse_ole, zip_kind
+from medlens.ingest.sources import is_data_url, is_url, suffix_of, wanted_in_folder
 from medlens.settings import Settings
 
 OffLoop = Callable[..., Awaitable[Any]]
@@ -101,6 +106,9 @@ async def source_bytes(source: str, settings: Settings, fetch: Fetch, off_loop: 
 
 # ---------------------------------------------------------------- what the bytes are
 
+_DOCUMENT_FORMATS = {"MOBI": "mobi", "FB2": "fb2"}
+_VIDEO_FORMATS = frozenset({"MP4", "MATROSKA", "AVI"})
+
 
 def kind_of(data: bytes, name: str = "") -> str:
     """The container kind of `data` (one of KINDS). Unknown bytes are "image": decoding then says
@@ -110,7 +118,45 @@ def kind_of(data: bytes, name: str = "") -> str:
         return "pdf"
     if fmt in ("GIF", "WEBP", "PNG", "TIFF"):
         return "frames" if frame_count(data, fmt) > 1 else "image"
+    if fmt == "ZIP":
+        return zip_kind(*_zip_listing(data), name)
+    if fmt in ("TAR", "GZIP") or fmt is None and suffix_of(name) in (".tar", ".tgz", ".tar.gz"):
+        return "archive" if fmt == "TAR" or is_tar(data) else "image"
+    if fmt == "DICOM" or fmt is None and suffix_of(name) == ".dcm":
+        return "dicom"
+    if fmt in _VIDEO_FORMATS:
+        return "video"
+    if fmt in _DOCUMENT_FORMATS:
+        return "document"
+    if fmt == "OLE":
+        return "office"
     return "image"
+
+
+def _zip_listing(data: bytes) -> tuple[list[str], bytes | None]:
+    """Member names and the `mimetype` member of a ZIP (how EPUB and OpenDocument say what they are)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            mimetype = None
+            if "mimetype" in names and archive.getinfo("mimetype").file_size <= 200:
+                mimetype = archive.read("mimetype")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+        return [], None  # the archive reader reports the damage, with its own code
+    return names, mimetype
+
+
+def document_type(data: bytes, name: str) -> str:
+    """PyMuPDF's file type for an e-book or fixed-layout document."""
+    fmt = sniff_format(data)
+    if fmt in _DOCUMENT_FORMATS:
+        return _DOCUMENT_FORMATS[fmt]
+    names, mimetype = _zip_listing(data)
+    if (mimetype or b"").strip() == b"application/epub+zip":
+        return "epub"
+    if any(n.endswith(".fdseq") for n in names):
+        return "xps"
+    return "cbz"
 
 
 # ---------------------------------------------------------------- extraction
@@ -123,21 +169,33 @@ def check_image_bytes(data: bytes, settings: Settings) -> None:
 
 
 class Extractor:
-    """Bytes -> `Loaded`, by kind. `workers` extract PDFs (and e-books, videos) in killable
-    processes; `off_loop` runs the rest in the caller's decode threads."""
+    """Bytes -> `Loaded`, by kind. `workers` extract PDFs, `media_workers` e-books and videos, in
+    killable processes; `off_loop` runs the rest (images, archives, office files, DICOM) in the
+    caller's decode threads."""
 
-    def __init__(self, settings: Settings, workers: Any, off_loop: OffLoop) -> None:
+    def __init__(self, settings: Settings, workers: Any, off_loop: OffLoop, media_workers: Any = None) -> None:
         self.settings = settings
         self.workers = workers
+        self.media_workers = media_workers
         self.off_loop = off_loop
 
-    async def extract(self, data: bytes, name: str = "", *, kind: str | None = None, target_side: int = 0) -> Loaded:
+    async def extract(self, data: bytes, name: str = "", *, kind: str | None = None, target_side: int = 0,
+                      depth: int = 0, budget: UnpackBudget | None = None) -> Loaded:
         """Every image of `data`; a failure of the whole source raises MedLensError."""
         kind = kind or kind_of(data, name)
         if kind == "pdf":
             return await self._pdf(data)
+        if kind in ("document", "video"):
+            if self.media_workers is None:
+                raise MedLensError("internal", f"no worker processes for {kind} extraction here")
+            job = document_type(data, name) if kind == "document" else "video"
+            return await self.media_workers.extract(data, job=job)
         if kind == "frames":
             return await self.off_loop(extract_frames, data, self.settings, target_side)
+        if kind == "dicom":
+            return await self.off_loop(extract_dicom, data, self.settings)
+        if kind in ("archive", "office"):
+            return await self._archive(data, name, kind, depth, budget or UnpackBudget(self.settings.max_archive_bytes))
         check_image_bytes(data, self.settings)
         decoded = await self.off_loop(decode_image, data, self.settings, target_side=target_side)
         return Loaded("image", [Item(image=decoded.image, width=decoded.width, height=decoded.height, sha256=sha256(data))])
@@ -150,3 +208,50 @@ class Extractor:
             for i in extraction.images
         ]
         return Loaded("pdf", items, pages=extraction.pages, truncated=extraction.truncated, repaired=extraction.repaired)
+
+    async def _archive(self, data: bytes, name: str, kind: str, depth: int, budget: UnpackBudget) -> Loaded:
+        """Every image of every member (archives inside opened to max_archive_depth), each placed
+        by its member; a member that fails is one error item naming it."""
+        if sniff_format(data) == "OLE":
+            raise refuse_ole(data)
+        wanted = is_media if kind == "office" else _archive_wants
+        reader = zip_members if sniff_format(data) == "ZIP" else tar_members
+        members, truncated = await self.off_loop(reader, data, self.settings, budget, wanted)
+        loaded = Loaded(kind, truncated=truncated)
+        for member in members:
+            if len(loaded.items) >= self.settings.max_container_images:
+                loaded.truncated = True
+                break
+            loaded.items.extend(await self._member(member, kind, depth, budget))
+        del loaded.items[self.settings.max_container_images:]
+        return loaded
+
+    async def _member(self, member: Member, kind: str, depth: int, budget: UnpackBudget) -> list[Item]:
+        here = Place(member=member.name)
+        if member.error is not None:
+            return [Item(here, error=member.error)]
+        assert member.data is not None
+        inner_kind = kind_of(member.data, member.name)
+        if not wanted_in_folder(member.name) and inner_kind != "dicom":
+            return []  # a suffix-less member that is not DICOM (a LICENSE, a README): not a picture
+        if inner_kind in ("archive", "office") and depth + 1 >= self.settings.max_archive_depth:
+            error = MedLensError("archive_bomb", f"{member.name}: archives nested more than "
+                                 f"{self.settings.max_archive_depth} deep (max_archive_depth)")
+            return [Item(here, error=error)]
+        try:
+            inner = await self.extract(member.data, member.name, kind=inner_kind, depth=depth + 1, budget=budget)
+        except MedLensError as exc:
+            return [Item(here, error=MedLensError(exc.code, f"{member.name}: {exc.message}"))]
+        if not inner.items and inner.kind != "image":
+            return [Item(here, error=no_images(inner))]
+        for item in inner.items:
+            item.place = item.place.inside(member.name)
+            item.group = None if item.group is None else f"{member.name}/{item.group}"
+        return inner.items
+
+
+def _archive_wants(name: str) -> bool:
+    """Archive members looked at: what a folder walk would pick up, and suffix-less files (a
+    PACS export names its DICOM files by number)."""
+    base = name.rsplit("/", 1)[-1]
+    return wanted_in_folder(base) or ("." not in base and not base.startswith("."))

@@ -126,9 +126,20 @@ def walk_folder(folder: Path) -> Iterator[str]:
             yield unreadable.pop()
         dirs.sort()
         for name in sorted(files):
-            if wanted_in_folder(name):
+            if wanted_in_folder(name) or "." not in name and is_dicom_file(os.path.join(root, name)):
                 yield os.path.join(root, name)
     yield from unreadable
+
+
+def is_dicom_file(path: str) -> bool:
+    """A suffix-less file with the DICM preamble (how PACS exports name their files)."""
+    try:
+        if not os.path.isfile(path):  # a pipe would block the walk
+            return False
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def iter_list(path: Path) -> Iterator[str]:

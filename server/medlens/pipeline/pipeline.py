@@ -15,22 +15,27 @@ import asyncio
 import hashlib
 import logging
 import os
+from contextvars import ContextVar
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 from medlens.errors import MedLensError, unexpected_error
 from medlens.fairness import FairSemaphore
-from medlens.ingest.decode import decode_image, sniff_format
+from medlens.ingest.decode import PixelBudget, decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher, check_url
 from medlens.ingest.items import Item, Loaded, no_images
 from medlens.ingest.load import Extractor, check_image_bytes, data_url_bytes, decode_threads, kind_of, read_cap, source_bytes
+from medlens.ingest.media_worker import media_workers
 from medlens.ingest.page import check_html, fetch_page, page_images
+from medlens.ingest.pdf import make_thumbnail
 from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.ingest.sources import is_data_url, is_url
 from medlens.pipeline.batcher import MicroBatcher
 from medlens.pipeline.cache import LRUCache, SingleFlight
-from medlens.pipeline.results import Outcome, container_result, error_result, item_source, jpeg_data_url, pdf_source, result
+from medlens.pipeline.results import (
+    Outcome, container_result, error_result, item_source, jpeg_data_url, pdf_source, result, upload_source,
+)
 from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
 from medlens.settings import Settings
 
@@ -51,10 +56,21 @@ def flatten(answer: dict[str, Any]) -> list[dict[str, Any]]:
     items = answer.get("items")
     if items is None:
         return [answer]
+    if not items:  # a container with no image: its own row says so (no_images)
+        return [{key: value for key, value in answer.items() if key != "items"}]
     rows = [{**row, "repaired": True} for row in items] if answer.get("repaired") else list(items)
     if answer.get("kind") == "video":
         rows.append({**{key: value for key, value in answer.items() if key != "items"}, "role": "summary"})
     return rows
+
+
+_request_pixels: ContextVar[PixelBudget | None] = ContextVar("medlens_request_pixels", default=None)
+
+
+def start_pixel_budget(settings: Settings) -> None:
+    """Images decoded by this task and every task it starts from now on (one HTTP request's) share
+    one `max_request_pixels` budget; work outside any request (the CLI) has none."""
+    _request_pixels.set(PixelBudget(settings.max_request_pixels))
 
 
 class Pipeline:
@@ -64,8 +80,12 @@ class Pipeline:
     contexts, or the CLI); `close()` stops the decode threads and the PDF workers.
     """
 
-    def __init__(self, settings: Settings, batcher: MicroBatcher, fetcher: Fetcher, *, default_threshold: float) -> None:
+    def __init__(
+        self, settings: Settings, batcher: MicroBatcher, fetcher: Fetcher, *, default_threshold: float,
+        thumbnails: bool = True,
+    ) -> None:
         self.settings = settings
+        self.thumbnails = thumbnails  # container images get one for the page's cards (the CLI prints none)
         self.batcher = batcher
         self.fetcher = fetcher
         self.default_threshold = default_threshold
@@ -75,7 +95,8 @@ class Pipeline:
         # The pool's own queue is first in, first out: requests take turns before it instead.
         self._decode_turns = FairSemaphore(decode_threads(settings), fair=settings.queue_order == "fair")
         self.pdf_workers = PdfWorkers(settings)
-        self.extractor = Extractor(settings, self.pdf_workers, self._off_loop)
+        self.media_workers = media_workers(settings)
+        self.extractor = Extractor(settings, self.pdf_workers, self._off_loop, self.media_workers)
 
     async def __aenter__(self) -> "Pipeline":
         return self
@@ -85,6 +106,7 @@ class Pipeline:
 
     async def close(self) -> None:
         await self.pdf_workers.close()
+        await self.media_workers.close()
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -108,7 +130,9 @@ class Pipeline:
 
     async def _compute_bytes(self, data: bytes, threshold: float | None, key: Hashable) -> tuple[Outcome, bool]:
         try:
-            decoded = await self._off_loop(decode_image, data, self.settings, target_side=MODEL_SIDE)
+            decoded = await self._off_loop(
+                decode_image, data, self.settings, target_side=MODEL_SIDE, budget=_request_pixels.get()
+            )
             prediction = await self.batcher.classify(decoded.image, threshold)
             outcome = Outcome(prediction, None, decoded.width, decoded.height)
         except MedLensError as exc:
@@ -147,8 +171,13 @@ class Pipeline:
                                        for item in loaded.items))
         return container_result(source, loaded, list(items), no_images(loaded))
 
-    async def _classify_item(self, source: str, item: Item, threshold: float | None, **extra: Any) -> dict[str, Any]:
+    async def _classify_item(
+        self, source: str, item: Item, threshold: float | None, **extra: Any
+    ) -> dict[str, Any]:
+        """One image of a container, with its place (and a thumbnail: the page shows it on its card)."""
         fields = {**item.place.fields(), **extra}
+        if item.thumbnail is None and item.image is not None and self.thumbnails:
+            item.thumbnail = await self._off_loop(make_thumbnail, item.image, self.settings.thumbnail_side)
         if item.thumbnail is not None:
             fields["thumbnail"] = jpeg_data_url(item.thumbnail)
         if item.dicom_modality is not None:
@@ -221,6 +250,23 @@ class Pipeline:
             "repaired": loaded.repaired,
             "results": list(results),
         }
+
+    async def classify_video(
+        self, name: str, *, data: bytes | None = None, url: str | None = None, threshold: float | None = None
+    ) -> dict[str, Any]:
+        """A video's sampled frames (each with its time and a thumbnail) and its own summary."""
+        if url is not None:
+            fetched = await self.fetcher.fetch(url, max_bytes=self.settings.max_file_bytes, accept="video/*,*/*;q=0.5")
+            data, name = fetched.data, url
+        assert data is not None
+        if kind_of(data, name) != "video":
+            raise MedLensError("unsupported_format", "not a video MedLens reads (MP4, WebM, MOV, AVI, MKV)")
+        loaded = await self.extractor.extract(data, name, kind="video")
+        source = url or upload_source(name)
+        answer = await self._container_answer(source, loaded, threshold)
+        items = answer.pop("items")
+        return {"kind": "video", "duration_s": loaded.duration_s, "frames": len(items), "truncated": loaded.truncated,
+                "summary": answer, "results": items}
 
     # ------------------------------------------------------------ any input, as `medlens classify` takes it
 

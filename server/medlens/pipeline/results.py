@@ -89,6 +89,24 @@ def most_medical(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
+def reduce_groups(rows: Sequence[dict[str, Any]], groups: Sequence[str | None]) -> list[dict[str, Any]]:
+    """Rows sharing a group (the frames of one animation) become their most medical row, in the
+    place of the group's first; rows without a group stay as they are."""
+    out: list[dict[str, Any]] = []
+    where: dict[str, int] = {}
+    for row, group in zip(rows, groups):
+        if group is None:
+            out.append(row)
+        elif group not in where:
+            where[group] = len(out)
+            out.append(row)
+        elif row["status"] == "ok":
+            best = out[where[group]]
+            if best["status"] != "ok" or row["probability"] > best["probability"]:
+                out[where[group]] = row
+    return out
+
+
 def combined_label(rows: Sequence[dict[str, Any]]) -> str:
     """A container's label: medical when any of its images is."""
     return "medical" if any(row["label"] == "medical" for row in rows) else "non-medical"
@@ -97,13 +115,14 @@ def combined_label(rows: Sequence[dict[str, Any]]) -> str:
 def container_result(source: str, loaded: Loaded, items: list[dict[str, Any]], empty: MedLensError) -> dict[str, Any]:
     """One Result for a container: an animation is its most medical frame; anything else is a
     summary (medical when any image is; the most medical image's probability, modality and
-    place) with every image's Result as `items`. No image at all is `empty` (a skip)."""
+    place) with every image's Result as `items` (an animation inside it: its most medical frame).
+    No image at all is `empty` (a skip)."""
+    items = reduce_groups(items, [item.group for item in loaded.items])
     if not items:
         return {**error_result(source, empty), "kind": loaded.kind, "items": [], **_counts(loaded)}
     best = most_medical(items)
     if loaded.pick == "most_medical":
-        top = dict(best or items[0])
-        return {**top, "source": source, "frames": len(items)}
+        return {**items[0], "source": source, "frames": len(loaded.items)}
     if best is None:
         first = items[0]
         summary = {**{key: first[key] for key in ("status", "error", "width", "height")}}

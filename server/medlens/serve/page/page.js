@@ -106,7 +106,8 @@
     $("server-details").hidden = false;
     const l = state.limits;
     $("limits").textContent =
-      `JPEG, PNG, GIF, WebP, BMP, TIFF up to ${formatBytes(l.max_image_bytes)} each; PDFs up to ${formatBytes(l.max_pdf_bytes)}.`;
+      `Images (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF, JPEG 2000) up to ${formatBytes(l.max_image_bytes)} each; PDFs up to ${formatBytes(l.max_pdf_bytes)}; ` +
+      `office files, e-books, archives, DICOM and videos up to ${formatBytes(l.max_file_bytes || l.max_image_bytes)}.`;
   }
 
   function showServer(kind, text) {
@@ -211,8 +212,15 @@
     return PDF_TYPES.includes(file.type) || /\.pdf$/i.test(file.name);
   }
 
+  // Images, and the containers the server takes apart (office files, e-books, archives, DICOM, video).
+  const CONTAINER_NAMES = /\.(docx|docm|pptx|pptm|xlsx|xlsm|odt|odp|ods|epub|xps|oxps|cbz|fb2|mobi|zip|tar|tgz|gz|dcm|mp4|m4v|webm|mov|avi|mkv)$/i;
+
   function isImage(file) {
-    return file.type.startsWith("image/") || /\.(jpe?g|png|gif|webp|bmp|tiff?)$/i.test(file.name);
+    return file.type.startsWith("image/") || /\.(jpe?g|png|apng|gif|webp|bmp|tiff?|avif|jp2|j2k|heic|heif|jxl)$/i.test(file.name);
+  }
+
+  function isContainer(file) {
+    return file.type.startsWith("video/") || file.type === "application/dicom" || CONTAINER_NAMES.test(file.name);
   }
 
   async function classifyFiles(fileList) {
@@ -228,10 +236,11 @@
           refused.push(localError(`pdf:${file.name}`, "too_large",
             `${file.name} is ${formatBytes(file.size)}; the server accepts PDFs up to ${formatBytes(l.max_pdf_bytes)}.`));
         } else pdfs.push(file);
-      } else if (isImage(file)) {
-        if (file.size > l.max_image_bytes) {
+      } else if (isImage(file) || isContainer(file)) {
+        const cap = isContainer(file) ? (l.max_file_bytes || l.max_image_bytes) : l.max_image_bytes;
+        if (file.size > cap) {
           refused.push(localError(`upload:${file.name}`, "too_large",
-            `${file.name} is ${formatBytes(file.size)}; the server accepts images up to ${formatBytes(l.max_image_bytes)}.`, { thumbUrl: null }));
+            `${file.name} is ${formatBytes(file.size)}; the server accepts ${isContainer(file) ? "files" : "images"} up to ${formatBytes(cap)}.`, { thumbUrl: null }));
         } else images.push(file);
       } else {
         refused.push(localError(`upload:${file.name}`, "not_an_image",
@@ -250,7 +259,11 @@
         } catch (err) {
           results = failAll(batch.map((f) => `upload:${f.name}`), err);
         }
-        finish(group, results.map((r, i) => ({ ...r, thumbUrl: thumbs[i], input: batch[i].name })));
+        // A file holding several images (archive, document, video) answers with them as `items`.
+        finish(group, results.flatMap((r, i) => r.items
+          ? [...r.items, ...(r.kind === "video" ? [{ ...r, items: undefined, role: "summary" }] : [])]
+            .map((item) => ({ ...item, input: batch[i].name }))
+          : [{ ...r, thumbUrl: thumbs[i], input: batch[i].name }]));
       }));
     }
     for (const pdf of pdfs) {
@@ -475,7 +488,12 @@
       card.querySelector(".probability").remove();
     }
     const where = [];
-    if (r.page != null) where.push(`page\u00a0${r.page}`, `image\u00a0${r.index}`); // no break inside a figure
+    if (r.member) where.push(r.member);
+    if (r.page != null) where.push(`page\u00a0${r.page}`); // no break inside a figure
+    if (r.index != null) where.push(`image\u00a0${r.index}`);
+    if (r.frame != null && r.role !== "summary") where.push(`frame\u00a0${r.frame}`);
+    if (r.time_s != null) where.push(`${r.role === "summary" ? "whole video, most medical at" : "at"}\u00a0${r.time_s.toFixed(1)}\u00a0s`);
+    if (r.dicom_modality) where.push(`DICOM\u00a0${r.dicom_modality}`);
     if (r.width && r.height) where.push(`${r.width}\u00a0×\u00a0${r.height}`);
     if (r.page_url) where.push(`on ${shortUrl(r.page_url, false)}`);
     if (r.cached) where.push("cached");
