@@ -61,6 +61,7 @@ function fill(s, keepRows = false) {
   // while the slider is in use it keeps its own position: a save answering an earlier step must not move it back
   setServerThreshold(s.serverThreshold, document.activeElement === $("threshold") ? sliderThreshold() : s.threshold);
   for (const r of document.querySelectorAll("input[name=medicalMode]")) r.checked = r.value === s.medicalMode;
+  for (const r of document.querySelectorAll("input[name=mark]")) r.checked = r.value === s.mark;
   $("auto-scan").checked = s.autoScan;
   if (keepRows) readSites(); // rows being fixed stay as typed, with their messages
   else fillSites(s);
@@ -73,6 +74,7 @@ function read() {
     token: $("token").value.trim(),
     threshold: sliderThreshold(),
     medicalMode: (document.querySelector("input[name=medicalMode]:checked") || { value: "badge" }).value,
+    mark: (document.querySelector("input[name=mark]:checked") || { value: "auto" }).value,
     autoScan: $("auto-scan").checked,
     ...readSites(),
   };
