@@ -5,12 +5,18 @@
 /* global importScripts, MedLens */
 "use strict";
 
-if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js", "lib/referrer.js");
+if (typeof importScripts === "function") importScripts("lib/messages.js", "lib/settings.js", "lib/api.js", "lib/referrer.js", "lib/native.js");
 
 const ext = globalThis.browser ?? globalThis.chrome;
 const { TYPES, FROM_CONTENT, FROM_EXTENSION_PAGE } = MedLens.messages;
 const MENU_ID = "medlens-classify-image";
-const CONTENT_FILES = ["extension/lib/messages.js", "extension/lib/referrer.js", "extension/lib/wording.js", "extension/content.js"];
+// The content script: classic scripts sharing the MedLens namespace, in dependency order
+// (content/main.js last). The shield script registered for document_start adds autostart.js.
+const CONTENT_FILES = [
+  "extension/lib/messages.js", "extension/lib/referrer.js", "extension/lib/settings.js", "extension/lib/wording.js",
+  ...["candidates", "page-state", "queue", "cover", "view", "badge", "notice", "media", "observers", "main"]
+    .map((name) => `extension/content/${name}.js`),
+];
 // Upper bounds per request; the server's own max_items (from /v1/health) lowers them.
 const MAX_URLS_PER_CALL = 64;
 const MAX_BYTES_PER_CALL = 16;
@@ -86,12 +92,46 @@ function mergeFrames(tabId, url, frames, status) {
   });
 }
 
+/* ---------------------------------------------------------------- the pages' Referrer-Policy headers */
+
+// A page's Referrer-Policy response header is invisible to its DOM, so it is noted here as each
+// document arrives (only documents that send one) and applies unless the page's markup says
+// otherwise (a <meta name="referrer">, which the content script reads, wins, as in browsers).
+function headerPolicyKey(tabId, frameId) {
+  return `refpolicy:${tabId}:${frameId}`;
+}
+
+function withoutFragment(url) {
+  return String(url || "").split("#")[0];
+}
+
+function onDocumentHeaders(details) {
+  if (details.tabId < 0) return;
+  const header = (details.responseHeaders || []).find((h) => h.name.toLowerCase() === "referrer-policy");
+  const policy = header ? MedLens.referrer.parsePolicy(header.value) : "";
+  const key = headerPolicyKey(details.tabId, details.frameId);
+  void (policy ? stateArea().set({ [key]: { url: withoutFragment(details.url), policy } }) : stateArea().remove(key));
+}
+
+/** A closed tab's state and its frames' noted policies. */
+async function forgetTab(tabId) {
+  const all = await stateArea().get(null);
+  const prefix = headerPolicyKey(tabId, "");
+  await stateArea().remove([stateKey(tabId), ...Object.keys(all).filter((k) => k.startsWith(prefix))]);
+}
+
+/** The policy the frame's document header stated, when the frame still shows that document. */
+async function headerPolicy(tabId, frameId, pageUrl) {
+  const key = headerPolicyKey(tabId, frameId);
+  const got = (await stateArea().get(key))[key];
+  return got && got.url === withoutFragment(pageUrl) ? got.policy : "";
+}
+
 /* ---------------------------------------------------------------- the server's limits */
 
 async function rememberLimits(health) {
   await stateArea().set({ [LIMITS_KEY]: MedLens.api.limitsOf(health) });
-  const t = health && health.model && health.model.threshold;
-  if (typeof t === "number") await MedLens.settings.save({ serverThreshold: t }); // shown in options; labels judged by it
+  await MedLens.settings.rememberServerThreshold(health); // shown in options; labels judged by it
 }
 
 /** The limits the server reported at the last scan (its defaults until then). */
@@ -286,6 +326,7 @@ async function classifyDataUrls(s, items) {
  * threshold each label was judged by. `what`: {urls, policy, policies} or {items} (data: URLs). */
 async function classifyForPage(tabId, frameId, pageUrl, what) {
   const s = await MedLens.settings.load();
+  if (what.urls && !what.policy) what = { ...what, policy: await headerPolicy(tabId, frameId, pageUrl) };
   const onPage = MedLens.settings.forPage(s, pageUrl);
   const sp = { ...s, threshold: onPage.threshold };
   const results = what.urls
@@ -351,8 +392,14 @@ async function scanTab(tab) {
     await setTabState(tab.id, state);
     return state;
   }
-  await inTabOrder(tab.id, () => setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {} }));
-  const server = await MedLens.api.serverState(s);
+  // A scan again of the same page keeps what the popup knows of its unclassified images: the page
+  // asks only about images it has not asked about before (a navigation clears the tab's state).
+  await inTabOrder(tab.id, async () => {
+    const prev = (await getTabState(tab.id)) || {};
+    const problems = prev.url === tab.url ? prev.problems : undefined;
+    await setTabState(tab.id, { status: "scanning", url: tab.url, found: 0, done: 0, counts: {}, frames: {}, problems });
+  });
+  const { server } = await MedLens.native.reachServer(s); // down or unpaired: the native host starts and pairs it
   if (!server.ok) {
     const state = { status: "server", url: tab.url, server };
     await inTabOrder(tab.id, () => setTabState(tab.id, state));
@@ -396,8 +443,8 @@ async function scanNewFrames(tabId) {
 /** What "Classify image" does: classify the right-clicked image and badge it. */
 async function classifyImageInTab(tab, srcUrl, frameId = 0) {
   tab = await resolveTab(tab);
-  const s = await MedLens.settings.load();
-  if (MedLens.settings.isSiteOff(tab.url, s.offSites)) return { status: "off" };
+  if (MedLens.settings.isSiteOff(tab.url, (await MedLens.settings.load()).offSites)) return { status: "off" };
+  const { settings: s } = await MedLens.native.reachServer(await MedLens.settings.load()); // as in scanTab
   if (typeof srcUrl !== "string" || !srcUrl) return errorResult(String(srcUrl), "invalid_url", "no image address");
   await ensureContent(tab.id, frameId);
   const page = await framePage(tab.id, frameId, tab.url);
@@ -428,6 +475,46 @@ async function autoScan(tabId, tab) {
   return scanTab(tab);
 }
 
+/* ---------------------------------------------------------------- the popup's results in the server's page */
+
+const PAGE_LOAD_TIMEOUT_MS = 15000;
+
+function tabLoaded(tabId) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error("the MedLens page did not load")), PAGE_LOAD_TIMEOUT_MS);
+    function done(err) {
+      clearTimeout(timer);
+      ext.tabs.onUpdated.removeListener(onUpdated);
+      if (err) reject(Object.assign(err, { code: "server_down" }));
+      else resolve();
+    }
+    function onUpdated(id, info) {
+      if (id === tabId && info.status === "complete") done(null);
+    }
+    ext.tabs.onUpdated.addListener(onUpdated);
+  });
+}
+
+/** "Open the full result in the MedLens page": the server's own page, opened with the token in
+ * its address (the page trades it for its session and drops it from the address bar), is handed
+ * the results the popup has, as a message to that window (the page only ever uses their text). */
+async function showResultsInPage(title, results) {
+  const s = await MedLens.settings.load();
+  const tab = await ext.tabs.create({ url: `${s.serverUrl}/${s.token ? `?token=${encodeURIComponent(s.token)}` : ""}` });
+  try {
+    await tabLoaded(tab.id);
+    await ext.scripting.executeScript({
+      target: { tabId: tab.id },
+      func: (payload) => window.postMessage(payload, location.origin),
+      args: [{ type: "medlens:show-results", title, results }],
+    });
+  } catch (e) {
+    // the tab shows the browser's error page: no server answers there
+    return { error: { code: "server_down", message: `the MedLens page at ${s.serverUrl} did not open (${e.message})` } };
+  }
+  return { ok: true, tabId: tab.id };
+}
+
 /* ---------------------------------------------------------------- messages */
 
 /** The address of the frame a content script runs in (its own page, not the tab's). */
@@ -445,6 +532,7 @@ function handleMessage(msg, sender) {
   if (isExtensionPage(sender)) {
     if (!FROM_EXTENSION_PAGE.includes(msg.type)) return null;
     if (msg.type === TYPES.SCAN_TAB && Number.isInteger(msg.tabId)) return scanTab(msg.tabId);
+    if (msg.type === TYPES.SHOW_RESULTS && Array.isArray(msg.results)) return showResultsInPage(String(msg.title || ""), msg.results);
     return null;
   }
   if (!sender.tab || !FROM_CONTENT.includes(msg.type)) return null;
@@ -495,12 +583,67 @@ function createMenu() {
   });
 }
 
+/* ---------------------------------------------------------------- the shield: content script at document_start */
+
+const SHIELD_ID = "medlens-shield";
+const SHIELD_CSS = { blur: "extension/content/shield-blur.css", hide: "extension/content/shield-hide.css" };
+
+/** Match patterns that leave the off sites (and their subdomains) alone. */
+function offSitePatterns(offSites) {
+  return offSites.filter((h) => /^[a-z0-9.-]+$/.test(h)).flatMap((h) => [`*://${h}/*`, `*://*.${h}/*`]);
+}
+
+/** Register the document_start shield script as the settings say (auto-scan on: the content script
+ * starts with the page; blur/hide: plus the style that covers candidates from the first paint), or
+ * unregister it. Called at install, at startup and whenever those settings change. */
+async function syncShieldScript(s) {
+  s = s || (await MedLens.settings.load());
+  try {
+    const had = await ext.scripting.getRegisteredContentScripts({ ids: [SHIELD_ID] });
+    if (had.length) await ext.scripting.unregisterContentScripts({ ids: [SHIELD_ID] });
+  } catch {
+    /* none registered */
+  }
+  if (!s.autoScan) return null;
+  const script = {
+    id: SHIELD_ID, matches: ["<all_urls>"], allFrames: true, runAt: "document_start", persistAcrossSessions: true,
+    js: [...CONTENT_FILES, "extension/content/autostart.js"],
+  };
+  if (SHIELD_CSS[s.medicalMode]) script.css = [SHIELD_CSS[s.medicalMode]];
+  const exclude = offSitePatterns(s.offSites);
+  if (exclude.length) script.excludeMatches = exclude;
+  await ext.scripting.registerContentScripts([script]);
+  return script;
+}
+
+// One registration update at a time: two quick settings changes must not race.
+let shieldSync = Promise.resolve();
+
+/** Settings changed (options, popup): the shield follows; auto-scan turned on reaches open tabs.
+ * The pages' own content scripts re-render themselves (content/main.js listens too). */
+async function onSettingsChanged(changes, area) {
+  if (area !== "local" || !["autoScan", "medicalMode", "offSites"].some((k) => k in changes)) return;
+  const s = await MedLens.settings.load();
+  shieldSync = shieldSync.then(() => syncShieldScript(s)).catch(() => null);
+  await shieldSync;
+  if ("autoScan" in changes && s.autoScan && !changes.autoScan.oldValue) {
+    for (const tab of await ext.tabs.query({})) if (isScannable(tab.url)) void scanTab(tab).catch(() => null);
+  }
+}
+
 /* ---------------------------------------------------------------- listeners (top level, forwarders only) */
 
-ext.runtime.onInstalled.addListener(() => createMenu());
-ext.runtime.onStartup.addListener(() => createMenu());
+ext.runtime.onInstalled.addListener(() => {
+  createMenu();
+  void syncShieldScript();
+});
+ext.runtime.onStartup.addListener(() => {
+  createMenu();
+  void syncShieldScript();
+});
+ext.storage.onChanged.addListener((changes, area) => void onSettingsChanged(changes, area));
 ext.runtime.onMessage.addListener(onMessage);
-ext.action.onClicked.addListener((tab) => void scanTab(tab)); // only fires if the popup is ever unset
+// No action.onClicked: with a default_popup it never fires; the popup asks for scanTab as it opens.
 ext.contextMenus.onClicked.addListener((info, tab) => {
   if (info.menuItemId === MENU_ID) void classifyImageInTab(tab, info.srcUrl, info.frameId || 0);
 });
@@ -508,8 +651,10 @@ ext.tabs.onUpdated.addListener((tabId, info, tab) => {
   if (info.status === "loading") void stateArea().remove(stateKey(tabId));
   if (info.status === "complete") void autoScan(tabId, tab);
 });
-ext.tabs.onRemoved.addListener((tabId) => void stateArea().remove(stateKey(tabId)));
+ext.tabs.onRemoved.addListener((tabId) => void forgetTab(tabId));
+ext.webRequest.onHeadersReceived.addListener(
+  onDocumentHeaders, { urls: ["http://*/*", "https://*/*"], types: ["main_frame", "sub_frame"] }, ["responseHeaders"]);
 
 // The seams tests and other tools rely on (architecture.md): scanTab and classifyImageInTab are
 // top-level functions of this script, i.e. globals of the worker / event page.
-Object.assign(globalThis, { scanTab, classifyImageInTab, getTabState, handleMessage });
+Object.assign(globalThis, { scanTab, classifyImageInTab, getTabState, handleMessage, syncShieldScript });

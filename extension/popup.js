@@ -25,7 +25,10 @@ function showServer(st) {
   const unpaired = st.state === "not_paired" || st.state === "wrong_token";
   $("pair-form").hidden = !unpaired;
   if (st.health && st.health.limits) showLimits(MedLens.api.limitsOf(st.health));
-  if (st.health && st.health.model && typeof st.health.model.threshold === "number") serverThreshold = st.health.model.threshold;
+  if (st.health && st.health.model && typeof st.health.model.threshold === "number") {
+    serverThreshold = st.health.model.threshold;
+    MedLens.settings.rememberServerThreshold(st.health).then(showSite); // the site controls show the figure
+  }
 }
 
 function showLimits(next) {
@@ -40,6 +43,7 @@ function refreshServer() {
     const s = await MedLens.settings.load();
     const st = await MedLens.api.serverState(s);
     showServer(st);
+    MedLens.native.showStatus($("native-status")); // started by MedLens / running / not installed
     return st;
   })();
   return serverChecked;
@@ -97,6 +101,97 @@ function showScan(state) {
     default:
       status.textContent = state.message || state.status;
   }
+  showProblems(state.problems || {});
+}
+
+/** The page's images MedLens could not classify, grouped by reason, with what to do: the page
+ * itself only ever shows "Not classified" (its DOM gets no details). */
+function showProblems(problems) {
+  const byCode = new Map();
+  for (const [src, p] of Object.entries(problems)) {
+    if (!byCode.has(p.code)) byCode.set(p.code, []);
+    byCode.get(p.code).push({ src, ...p });
+  }
+  const list = $("scan-problems-list");
+  list.replaceChildren();
+  let n = 0;
+  for (const [code, items] of byCode) {
+    n += items.length;
+    const li = document.createElement("li");
+    li.dataset.code = code;
+    const what = document.createElement("span");
+    what.textContent = `${items.length} × ${W.errorReason(code)}: ${W.errorText(code)}`;
+    const src = document.createElement("span");
+    src.className = "src";
+    src.textContent = ` ${items.slice(0, 2).map((it) => shortSource(it.src)).join(", ")}${items.length > 2 ? ", …" : ""}`;
+    src.title = items.map((it) => `${it.src}: ${it.message}`).join("\n");
+    li.append(what, src);
+    list.append(li);
+  }
+  $("scan-problems-summary").textContent = `Why ${n} image${n === 1 ? " was" : "s were"} not classified`;
+  $("scan-problems").hidden = n === 0;
+}
+
+function shortSource(src) {
+  if (/^data:/i.test(src)) return "an inline image";
+  try {
+    const u = new URL(src);
+    return (u.pathname.split("/").filter(Boolean).pop() || u.host).slice(0, 40);
+  } catch {
+    return String(src).slice(0, 40);
+  }
+}
+
+/* ---------------------------------------------------------------- this site: off, strictness */
+
+let currentTabUrl = null;
+
+/** The site controls for the active tab's page, from the stored settings. */
+async function showSite() {
+  const site = currentTabUrl && MedLens.settings.siteOf(currentTabUrl);
+  $("site").hidden = !site;
+  if (!site) return;
+  const s = await MedLens.settings.load();
+  const onPage = MedLens.settings.forPage(s, currentTabUrl);
+  const base = s.threshold ?? s.serverThreshold;
+  const levels = MedLens.settings.strictnessLevels(base);
+  $("site-name").textContent = site;
+  $("site").dataset.off = String(onPage.off);
+  $("site-off").setAttribute("aria-pressed", String(onPage.off));
+  $("site-off").textContent = onPage.off ? "Turn on on this site" : "Turn off on this site";
+  const level = Object.keys(levels).find((k) => levels[k] === (onPage.site ? onPage.threshold : null)) || null;
+  for (const b of document.querySelectorAll("#site-levels .level")) {
+    b.setAttribute("aria-pressed", String(b.dataset.level === level));
+    b.disabled = onPage.off;
+    const t = levels[b.dataset.level] ?? base;
+    b.title = typeof t === "number" ? `Images from ${W.thresholdPercent(t)} count as medical` : "The server's own threshold";
+  }
+  const figure = typeof onPage.compareWith === "number" ? W.thresholdPercent(onPage.compareWith) : "the server's threshold";
+  const from = onPage.site && onPage.site !== site ? ` (set for ${onPage.site})` : "";
+  $("site-note").textContent = onPage.off
+    ? `MedLens is off on ${site}: it does not scan, cover or badge its pages.`
+    : `Here, images from ${figure} count as medical${from}${level === "usual" ? (s.threshold === null ? " (the server's default)" : " (as everywhere)") : ""}.`;
+}
+
+async function setSiteOff(off) {
+  const s = await MedLens.settings.load();
+  const site = MedLens.settings.siteOf(currentTabUrl);
+  // Turning on removes every entry that covers this page (a parent domain's too): one click works.
+  const offSites = off ? [...s.offSites, site] : s.offSites.filter((e) => !MedLens.settings.siteMatches(e, currentTabUrl));
+  await MedLens.settings.save({ offSites });
+  await showSite();
+  startScan(); // off: the tab state says so; on: the page is scanned again
+}
+
+async function setSiteLevel(level) {
+  const s = await MedLens.settings.load();
+  const site = MedLens.settings.siteOf(currentTabUrl);
+  const t = MedLens.settings.strictnessLevels(s.threshold ?? s.serverThreshold)[level];
+  const siteStrictness = { ...s.siteStrictness };
+  if (t === null || t === undefined) delete siteStrictness[site];
+  else siteStrictness[site] = t;
+  await MedLens.settings.save({ siteStrictness });
+  await showSite();
 }
 
 async function activeTabId() {
@@ -105,12 +200,21 @@ async function activeTabId() {
   return tab ? tab.id : null;
 }
 
+async function tabUrl(tabId) {
+  try {
+    return tabId === null ? null : (await ext.tabs.get(tabId)).url || null;
+  } catch {
+    return null; // no such tab (a test's ?tabId=-1, or it closed)
+  }
+}
+
 async function startScan() {
   if (currentTabId === null) return;
   showScan({ status: "scanning", found: 0, done: 0, counts: {} });
   try {
     const state = await ext.runtime.sendMessage({ type: TYPES.SCAN_TAB, tabId: currentTabId });
     if (state && state.status) showScan(state);
+    if ($("server").dataset.state !== "ok") refreshServer(); // the scan may have started the server via the native host
   } catch (e) {
     showScan({ status: "failed", message: `Could not scan: ${e.message}` });
   }
@@ -119,6 +223,7 @@ async function startScan() {
 function watchScanState() {
   const area = ext.storage.session ? "session" : "local";
   ext.storage.onChanged.addListener((changes, areaName) => {
+    if (areaName === "local" && ["offSites", "siteStrictness", "threshold"].some((k) => k in changes)) showSite();
     const change = changes[`tab:${currentTabId}`];
     if (areaName === area && change && change.newValue) showScan(change.newValue);
   });
@@ -138,8 +243,13 @@ function mb(n) {
   return n >= 1024 ? `${Math.round(n / 1024)} kB` : `${n} bytes`;
 }
 
+/* ---------------------------------------------------------------- results: cards, filter, small images */
+
 const W = MedLens.wording;
 const labelOf = W.categoryOf;
+// Images smaller than this on both sides are toolbar icons, bullets and logos: counted, not carded.
+const SMALL_SIDE = 48;
+const FILTERS = Object.freeze({ all: () => true, medical: (l) => l === "medical", "non-medical": (l) => l === "non-medical", errors: (l) => l === "error" || l === "skipped" });
 
 function countLabels(results) {
   const c = { medical: 0, "non-medical": 0, skipped: 0, error: 0 };
@@ -147,6 +257,39 @@ function countLabels(results) {
   return c;
 }
 
+function isSmall(r) {
+  if (r.status === "skipped" && r.error && r.error.code === "too_small") return true;
+  return Number.isFinite(r.width) && Number.isFinite(r.height) && r.width < SMALL_SIDE && r.height < SMALL_SIDE;
+}
+
+function resultCard(r, thumb) {
+  const card = document.createElement("div");
+  card.className = "card";
+  card.setAttribute("role", "listitem");
+  card.dataset.label = labelOf(r);
+  if (r.page !== undefined && r.page !== null) card.dataset.page = String(r.page);
+  const img = document.createElement("img");
+  img.alt = "";
+  if (thumb) img.src = thumb;
+  const v = W.verdict(r, serverThreshold);
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = v.figures ? v.word : `${v.word}: ${W.errorReason(r.error && r.error.code)}`;
+  label.title = v.figures ? v.sentence : W.errorText(r.error && r.error.code);
+  const figures = document.createElement("span");
+  figures.className = "figures";
+  figures.textContent = v.figures;
+  const where = document.createElement("span");
+  where.className = "where";
+  // the server's PDF `index` is 1-based: the image's position in its page's image list
+  where.textContent = r.page ? `page ${r.page}${r.index ? `, image ${r.index}` : ""}` : (r.source || "").replace(/^upload:/, "");
+  if (v.modality) where.textContent += ` · ${v.modality}`;
+  card.append(img, label, figures, where);
+  return card;
+}
+
+/** One result box: a head with the counts, a grid of the images worth a look, the small ones
+ * grouped into one line (shown on request), and for a PDF a way to the server's own page. */
 function renderResults(title, sub, results, thumbs, kind) {
   const box = document.createElement("div");
   box.className = "result";
@@ -163,34 +306,77 @@ function renderResults(title, sub, results, thumbs, kind) {
   const grid = document.createElement("div");
   grid.className = "grid";
   grid.setAttribute("role", "list");
+  const small = [];
   results.forEach((r, i) => {
-    const card = document.createElement("div");
-    card.className = "card";
-    card.setAttribute("role", "listitem");
-    card.dataset.label = labelOf(r);
-    if (r.page !== undefined && r.page !== null) card.dataset.page = String(r.page);
-    const img = document.createElement("img");
-    img.alt = "";
-    const thumb = r.thumbnail || thumbs[i];
-    if (thumb) img.src = thumb;
-    const v = W.verdict(r, serverThreshold);
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = v.figures ? v.word : `${v.word}: ${W.errorReason(r.error && r.error.code)}`;
-    label.title = v.figures ? v.sentence : W.errorText(r.error && r.error.code);
-    const figures = document.createElement("span");
-    figures.className = "figures";
-    figures.textContent = v.figures;
-    const where = document.createElement("span");
-    where.className = "where";
-    // the server's PDF `index` is 1-based: the image's position in its page's image list
-    where.textContent = r.page ? `page ${r.page}${r.index ? `, image ${r.index}` : ""}` : (r.source || "").replace(/^upload:/, "");
-    if (v.modality) where.textContent += ` · ${v.modality}`;
-    card.append(img, label, figures, where);
+    const card = resultCard(r, r.thumbnail || thumbs[i]);
+    if (isSmall(r)) {
+      card.dataset.small = "true";
+      card.hidden = true;
+      small.push(card);
+    }
     grid.append(card);
   });
-  box.append(head, grid);
+  box.append(head);
+  if (small.length) box.append(smallLine(small));
+  box.append(grid);
+  if (kind === "pdf") box.append(openInPageButton(title, sub, results));
   $("results").prepend(box);
+  applyFilter();
+}
+
+function smallLine(cards) {
+  const line = document.createElement("p");
+  line.className = "small-line";
+  const n = cards.length;
+  const text = document.createElement("span");
+  text.textContent = `${n} small image${n === 1 ? "" : "s"} hidden (icons, under ${SMALL_SIDE} px)`;
+  const show = document.createElement("button");
+  show.type = "button";
+  show.className = "small";
+  show.textContent = "Show";
+  show.setAttribute("aria-expanded", "false");
+  show.addEventListener("click", () => {
+    const open = show.getAttribute("aria-expanded") !== "true";
+    for (const card of cards) card.hidden = !open;
+    show.setAttribute("aria-expanded", String(open));
+    show.textContent = open ? "Hide" : "Show";
+  });
+  line.append(text, " ", show);
+  return line;
+}
+
+/** The whole PDF result in the server's own page (bigger, filterable, downloadable): the service
+ * worker opens the page and hands the results over; the popup would close with the new tab. */
+function openInPageButton(title, sub, results) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "link open-page";
+  button.textContent = "Open the full result in the MedLens page";
+  button.addEventListener("click", async () => {
+    const reply = await ext.runtime.sendMessage({ type: TYPES.SHOW_RESULTS, title: `${title} (${sub})`, results }).catch((e) => ({ error: errorOfReply(e) }));
+    if (reply && reply.error) fileMessage(`Could not open the MedLens page: ${W.errorText(reply.error.code)}`);
+  });
+  return button;
+}
+
+function errorOfReply(e) {
+  return { code: (e && e.code) || "extension_error", message: String((e && e.message) || e) };
+}
+
+/** The filter over every result box: counts on its choices, cards that do not match hidden. */
+function applyFilter() {
+  const choice = (document.querySelector("input[name=result-filter]:checked") || { value: "all" }).value;
+  const cards = [...document.querySelectorAll("#results .card")];
+  const counts = { all: 0, medical: 0, "non-medical": 0, errors: 0 };
+  for (const card of cards) {
+    for (const [name, test] of Object.entries(FILTERS)) if (test(card.dataset.label)) counts[name] += 1;
+    card.classList.toggle("filtered", !FILTERS[choice](card.dataset.label));
+  }
+  for (const el of document.querySelectorAll("[data-filter-count]")) el.textContent = String(counts[el.dataset.filterCount]);
+  $("result-filter").hidden = cards.length === 0;
+  $("results").dataset.filter = choice;
+  const none = $("filter-empty");
+  none.hidden = !cards.length || cards.some((c) => !c.classList.contains("filtered") && !c.hidden);
 }
 
 function progress(fraction, phase) {
@@ -327,6 +513,11 @@ async function main() {
     ext.runtime.openOptionsPage();
   });
   currentTabId = await activeTabId();
+  currentTabUrl = await tabUrl(currentTabId);
+  $("site-off").addEventListener("click", () => setSiteOff($("site-off").getAttribute("aria-pressed") !== "true"));
+  for (const b of document.querySelectorAll("#site-levels .level")) b.addEventListener("click", () => setSiteLevel(b.dataset.level));
+  $("result-filter").addEventListener("change", applyFilter);
+  showSite();
   watchScanState();
   refreshServer();
   startScan(); // the toolbar click itself: no second click needed

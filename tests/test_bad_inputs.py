@@ -158,7 +158,7 @@ UPLOAD_CASES: dict[str, tuple[Callable[[], bytes], str, str]] = {
     "truncated JPEG": (lambda: image(SAMPLE_JPEG).read_bytes()[:4000], "error", "decode_failed"),
     "decompression bomb": (lambda: png_with_header(100_000, 100_000), "error", "too_many_pixels"),
     "SVG": (lambda: SVG, "error", "unsupported_format"),
-    "a PDF": (lambda: (DOCS / "no-images.pdf").read_bytes(), "error", "not_an_image"),
+    "a PDF without images": (lambda: (DOCS / "no-images.pdf").read_bytes(), "skipped", "no_images"),
     "HTML": (lambda: (DOCS / "page-basic.html").read_bytes(), "error", "not_an_image"),
     "random bytes": (lambda: bytes(range(256)) * 4, "error", "not_an_image"),
     "tiny image": (lambda: _png(8), "skipped", "too_small"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.data import SHARED_DATA
-from medlens.batch.inputs import expand_inputs
+from medlens.ingest.sources import expand_inputs
 from medlens.batch.job import BatchOptions, run_batch
 from medlens.batch.output import COLUMNS, PART_GLOB, SUCCESS_MARKER, SUMMARY_FILE, TMP_PREFIX, read_rows
 from medlens.errors import MedLensError
@@ -182,7 +182,7 @@ def test_url_list_like_a_crawler(classifier, corpus_host, tmp_path: Path) -> Non
 def test_load_side_imports_neither_the_model_nor_the_web_layer() -> None:
     code = (
         "import sys\n"
-        "import medlens.batch.loading, medlens.batch.output, medlens.batch.inputs, medlens.batch.keys\n"
+        "import medlens.batch.loading, medlens.batch.output, medlens.ingest.sources, medlens.batch.keys\n"
         "heavy = ('torch', 'aiohttp.web', 'medlens.model.classifier', 'medlens.pipeline.batcher', 'medlens.serve')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )

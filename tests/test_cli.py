@@ -183,7 +183,8 @@ def test_table_is_the_default_and_csv_on_request(capsys: pytest.CaptureFixture[s
     assert "2 results: 1 medical, 0 non-medical, 0 skipped, 1 failed" in err
     code, out, _ = run_cli(capsys, "classify", "--csv", "--no-progress", str(SHARED_DATA / "docs" / "alpha-cmyk.pdf"), "/nope")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["source", "page", "index", "status", "label", "probability", "modality", "error"]
+    assert list(rows[0]) == ["source", "member", "page", "index", "frame", "time_s", "dicom_modality", "role",
+                             "status", "label", "probability", "modality", "error"]
     assert [(r["page"], r["index"]) for r in rows] == [("1", "1"), ("1", "2"), ("", "")]
     assert rows[2]["error"].startswith("not_found: ")
 
@@ -287,6 +288,14 @@ async def test_serve_listens_explains_pairing_and_stops_cleanly_on_ctrl_c(tmp_pa
             async with session.post(f"http://127.0.0.1:{port}/v1/classify", json={"urls": []}) as resp:
                 unauthorized = resp.status
         assert health["paired"] is True and unauthorized == 401
+        assert f"open http://127.0.0.1:{port}/?token={token}" in text and "medlens page" in text
+        async with aiohttp.ClientSession() as session:  # what the page's script does with that address
+            own = {"Origin": f"http://127.0.0.1:{port}"}
+            async with session.post(f"http://127.0.0.1:{port}/v1/session", headers={**own, "Authorization": f"Bearer {token}"}) as resp:
+                page_session = (await resp.json())["session"]
+            async with session.post(f"http://127.0.0.1:{port}/v1/classify", json={"urls": []},
+                                    headers={**own, "Authorization": f"Bearer {page_session}"}) as resp:
+                assert resp.status == 200
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, text + rest
@@ -396,3 +405,30 @@ def test_serve_and_classify_start_with_a_read_only_home(private_mounts: None, tm
     assert rows[0]["label"] == "medical", done
     assert "\nok\n" in done.stdout and "serve-exit=0" in done.stdout, (done.stdout, (tmp_path / "serve.err").read_text())
     assert "Traceback" not in (tmp_path / "serve.err").read_text()
+
+
+# ---------------------------------------------------------------- page
+
+
+def test_page_opens_the_browser_without_the_token_on_any_command_line(tmp_path: Path) -> None:
+    """`medlens page` hands the browser a 0600 file, never the token (command lines are readable by
+    every local user); the file sends the browser on to the page's `?token=` address."""
+    argv_log = tmp_path / "browser-argv"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv_log}\n')
+    browser.chmod(0o755)
+    env = {**os.environ, "MEDLENS_CONFIG_DIR": str(tmp_path / "cfg"), "BROWSER": f"{browser} %s",
+           "DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    done = subprocess.run([sys.executable, "-m", "medlens.cli", "page", "--port", "8399"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    token = (tmp_path / "cfg" / "token").read_text().strip()
+    argv = argv_log.read_text()
+    opener = tmp_path / "cfg" / "page-open.html"
+    assert argv.strip() == opener.as_uri() and token not in argv
+    assert stat.S_IMODE(opener.stat().st_mode) == 0o600
+    assert f'content="0;url=http://127.0.0.1:8399/?token={token}"' in opener.read_text()
+    assert token not in done.stdout
+    printed = subprocess.run([sys.executable, "-m", "medlens.cli", "page", "--port", "8399", "--print-url"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert printed.stdout.strip() == f"http://127.0.0.1:8399/?token={token}"

@@ -146,10 +146,11 @@ def test_cmyk_jpeg_and_16bit_png_become_sensible_rgb(settings: Settings) -> None
         (b"just a line of text\n", "not_an_image"),
         (b'{"not": "an image"}', "not_an_image"),
         (bytes(range(256)) * 4, "not_an_image"),
-        (b"\x00\x00\x00\x1cftypavif" + b"\x00" * 64, "unsupported_format"),
+        (b"\x00\x00\x00\x1cftypavif" + b"\x00" * 64, "decode_failed"),  # AVIF is decoded now: this one is broken
+        (b"8BPS" + b"\x00" * 64, "unsupported_format"),
         (b"\x00\x00\x01\x00\x01\x00" + b"\x00" * 64, "unsupported_format"),
     ],
-    ids=["empty", "svg-xml", "svg", "html", "pdf", "text", "json", "binary", "avif", "ico"],
+    ids=["empty", "svg-xml", "svg", "html", "pdf", "text", "json", "binary", "broken-avif", "psd", "ico"],
 )
 def test_non_rasters_get_their_code(data: bytes, code: str, settings: Settings) -> None:
     assert _code(data, settings) == code

@@ -125,16 +125,29 @@ def test_serve_never_imports_torch(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_core_install_in_a_clean_virtualenv_serves_and_classifies(tmp_path: Path):
-    """What `bash scripts/setup.sh` gives a user: the package and its core dependencies only."""
+def test_the_wheel_alone_in_a_clean_virtualenv_serves_classifies_and_installs_the_host(tmp_path: Path):
+    """What a user gets from `pip install medlens-<version>-py3-none-any.whl` (built by
+    scripts/build-wheel.sh; pipx and uv install the same wheel): the package with the shipped model
+    inside and its core dependencies only, run away from the checkout."""
+    built = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "build-wheel.sh"), str(tmp_path / "dist")],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("medlens-*-py3-none-any.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
+    away = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # else pip sees the checkout's medlens
+    t0 = time.monotonic()
     install = subprocess.run(
-        [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(REPO_ROOT)],
-        capture_output=True, text=True, timeout=900,
+        [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(wheel)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=away,
     )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    print(f"\nwheel {wheel.stat().st_size / 1e6:.1f} MB; pip install into a clean virtualenv {time.monotonic() - t0:.1f} s")
+    where = subprocess.run([str(py), "-c", "import medlens, pathlib; print(pathlib.Path(medlens.__file__).parent)"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path, env={"PATH": os.environ["PATH"]})
+    package = Path(where.stdout.strip())
+    assert package.is_relative_to(venv) and (package / "models" / "features.onnx").is_file(), where.stdout + where.stderr
     probe = subprocess.run([str(py), "-c", "import importlib.util as u; print([m for m in ('torch', 'torchvision') if u.find_spec(m)])"],
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "[]", "the core install pulled in torch"
@@ -156,3 +169,13 @@ def test_core_install_in_a_clean_virtualenv_serves_and_classifies(tmp_path: Path
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
+    home = tmp_path / "home"
+    done = subprocess.run([str(medlens), "install", "--home", str(home)], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    launcher = home / ".local" / "share" / "medlens" / "native-host"
+    assert str(py) in launcher.read_text() and "PYTHONPATH" not in launcher.read_text()
+    body = b'{"type": "status"}'
+    answer = subprocess.run([str(launcher)], input=len(body).to_bytes(4, sys.byteorder) + body, capture_output=True,
+                            env=env, timeout=60, cwd=tmp_path)
+    assert answer.returncode == 0 and b'"ok":true' in answer.stdout, answer.stdout + answer.stderr

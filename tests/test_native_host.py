@@ -9,6 +9,7 @@ killed server restarted by the next request, and the idle shutdown of a server t
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import threading
@@ -78,6 +79,14 @@ def test_a_caller_that_is_not_medlens_is_refused(native_home: NativeHome):
     assert reply["ok"] is True
 
 
+def test_firefox_arguments_name_the_manifest_and_the_add_on(native_home: NativeHome):
+    """Firefox runs the host with the host manifest's path (which may hold an @) and the add-on ID."""
+    manifest = "/home/a@b/.mozilla/native-messaging-hosts/medlens.json"
+    for add_on, ok in ((FIREFOX_EXTENSION_ID, True), ("other@example.org", False), ("{0c3c0b1e-5f2a}", False)):
+        rc, [reply] = native_home.host({"type": "status"}, caller=manifest, extra_args=[add_on])
+        assert reply["ok"] is ok, (add_on, reply)
+
+
 def test_an_answer_over_the_browsers_limit_is_refused():
     assert len(protocol.encode({"a": "x" * 1000})) < protocol.MAX_OUTGOING_BYTES
     with pytest.raises(protocol.ProtocolError) as err:
@@ -115,6 +124,10 @@ def test_connect_starts_one_server_takes_a_stale_lock_and_restarts_after_a_crash
 
     _, [status] = native_home.host({"type": "status"})
     assert status["running"] is True and status["started_by"] == "medlens"
+    logs = native_home.root / ".cache" / "medlens" / "logs"
+    assert token not in (logs / "native-host.log").read_text()
+    for path in (logs, logs / "serve.log", logs / "native-host.log"):  # serve.log's banner has the page's token address
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path == logs else 0o600), path
 
     native_home.kill_server()  # a crash: the kernel drops the lock with the process
     _, [again] = native_home.host({"type": "connect"})

@@ -4,14 +4,18 @@ exactly the extension's IDs, a launcher the browser can run, and nothing left af
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fixtures.data import REPO_ROOT
 from fixtures.native import NativeHome
 from medlens.native.extension_ids import CHROME_EXTENSION_ID, FIREFOX_EXTENSION_ID, chrome_extension_id
+from medlens.native.install import unit_file
 
 MANIFEST = json.loads((REPO_ROOT / "manifest.json").read_text())
 
@@ -83,3 +87,13 @@ def test_install_twice_then_uninstall_leaves_nothing(native_home: NativeHome):
         assert medlens(native_home, "install", "--home", str(native_home.root)).returncode == 0
     assert medlens(native_home, "uninstall", "--prefix", str(native_home.root)).returncode == 0
     assert tree(native_home.root) == set()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_autostart_unit_is_one_systemd_accepts(tmp_path: Path):
+    """Where systemd runs for the user, `--autostart` writes this unit; systemd's own checker reads it."""
+    unit = tmp_path / "medlens.service"
+    unit.write_text(unit_file(sys.executable, str(tmp_path / "my config")))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"ExecStart={sys.executable} -m medlens.cli --config-dir '{tmp_path / 'my config'}' serve" in unit.read_text()

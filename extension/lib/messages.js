@@ -9,6 +9,7 @@
   const TYPES = Object.freeze({
     // popup -> service worker
     SCAN_TAB: "medlens:scan-tab", // {tabId}: what the toolbar click does
+    SHOW_RESULTS: "medlens:show-results", // {title, results}: open the server's page showing them
     // service worker -> content script
     PING: "medlens:ping", // is the content script there?
     SCAN_PAGE: "medlens:scan-page", // {settings}: find images, classify them, badge them, watch the page
@@ -27,7 +28,7 @@
 
   // Who may send what. The service worker answers content scripts only for these types.
   const FROM_CONTENT = Object.freeze([TYPES.CLASSIFY_URLS, TYPES.CLASSIFY_BYTES, TYPES.SCAN_PROGRESS, TYPES.FRAMES_CHANGED]);
-  const FROM_EXTENSION_PAGE = Object.freeze([TYPES.SCAN_TAB]);
+  const FROM_EXTENSION_PAGE = Object.freeze([TYPES.SCAN_TAB, TYPES.SHOW_RESULTS]);
   const TO_CONTENT = Object.freeze([TYPES.PING, TYPES.SCAN_PAGE, TYPES.BADGE_IMAGE, TYPES.GET_IMAGE_BYTES]);
   const ALL = Object.freeze(Object.values(TYPES));
 

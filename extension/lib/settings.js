@@ -16,10 +16,12 @@
     offSites: [], // sites where MedLens stays off: "example.org" (and its subdomains, any port) or "127.0.0.1:8601"
     siteStrictness: {}, // site -> threshold used on that site instead of `threshold` (most specific site wins)
     autoScan: false, // scan pages on load
+    mark: "auto", // which images get a mark: all | medical | auto (medical only in blur/hide modes)
     serverThreshold: null, // the server's own threshold, last seen in /v1/health (shown, never sent)
   });
   const KEYS = Object.freeze(Object.keys(DEFAULTS));
   const MODES = Object.freeze(["badge", "blur", "hide"]);
+  const MARKS = Object.freeze(["auto", "all", "medical"]);
   const MIN_THRESHOLD = 0.01;
   const MAX_THRESHOLD = 0.99;
   // The popup's one-click strictness on a site: this much below the threshold used elsewhere.
@@ -159,6 +161,7 @@
     s.offSites = parseOffSites(s.offSites);
     s.siteStrictness = normalizeStrictness(s.siteStrictness);
     s.autoScan = s.autoScan === true;
+    if (!MARKS.includes(s.mark)) s.mark = "auto";
     const st = Number(s.serverThreshold);
     s.serverThreshold = s.serverThreshold !== null && Number.isFinite(st) && st > 0 && st < 1 ? st : null;
     return s;
@@ -175,6 +178,15 @@
     for (const key of Object.keys(partial)) out[key] = merged[key];
     await api.storage.local.set(out);
     return merged;
+  }
+
+  /** Notes the server's threshold from a /v1/health answer, writing only when it changed (every
+   * open page listens to these settings and draws its labels again on a change). */
+  async function rememberServerThreshold(health) {
+    const t = health && health.model && health.model.threshold;
+    if (typeof t !== "number" || !(t > 0 && t < 1)) return null;
+    if ((await load()).serverThreshold !== t) await save({ serverThreshold: t });
+    return t;
   }
 
   /** True when MedLens must stay off on this page (any off entry covers it). */
@@ -207,7 +219,7 @@
   }
 
   ns.settings = Object.freeze({
-    DEFAULTS, DEFAULT_SERVER, KEYS, MODES, MIN_THRESHOLD, MAX_THRESHOLD, normalize, normalizeServerUrl, parseSite, siteOf,
-    siteMatches, parseOffSites, load, save, isSiteOff, forPage, strictnessLevels, forContent,
+    DEFAULTS, DEFAULT_SERVER, KEYS, MODES, MARKS, MIN_THRESHOLD, MAX_THRESHOLD, normalize, normalizeServerUrl, parseSite, siteOf,
+    siteMatches, parseOffSites, load, save, rememberServerThreshold, isSiteOff, forPage, strictnessLevels, forContent,
   });
 })();

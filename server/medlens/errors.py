@@ -37,7 +37,9 @@ HTTP_STATUS: dict[str, int] = {
     "pairing_code_expired": 410,
     "forbidden_origin": 403,
     "forbidden_host": 403,
+    "forbidden_peer": 403,
     "body_too_large": 413,
+    "body_timeout": 408,
     "unsupported_media_type": 415,
     "not_found": 404,
     "read_failed": 500,
@@ -51,6 +53,14 @@ HTTP_STATUS: dict[str, int] = {
     "port_in_use": 409,
     "install_failed": 500,
     "internal": 500,
+    # containers (ingest/load.py and its extractors) and `medlens batch`
+    "no_images": 422,
+    "missing_dependency": 501,
+    "archive_bomb": 413,
+    "unsafe_member": 422,
+    "encrypted": 422,
+    "too_long": 413,
+    "extraction_timeout": 422,
 }
 
 

@@ -84,23 +84,58 @@ class Settings:
     window_block_bytes: int = _doc("Scratch memory for windowing a 16-bit or float image to 8 bits (on top of its "
                                    "decoded pixels): it is mapped in float32 row blocks of at most this size.",
                                    16 * 1024 * 1024)
+    max_request_pixels: int = _doc("Most pixels decoded for one request, all its images together (JPEGs count at the "
+                                   "reduced size they are decoded at); images beyond are too_many_pixels.",
+                                   500_000_000)
     min_side: int = _doc("Images whose shorter side is below this many pixels are skipped as too small.", 16)
     max_items: int = _doc("Most URLs or files in one request.", 256)
     max_body_bytes: int = _doc("Largest request body, in bytes.", 64 * 1024 * 1024)
     max_json_depth: int = _doc("Deepest nesting of arrays/objects in a JSON body (a valid one needs 3); deeper is "
                                "400 invalid_json.", 32)
+    max_json_values: int = _doc("Most values (array items and object members) in a JSON body, counted on the raw "
+                                "bytes before parsing; more is 400 invalid_json.", 10_000)
+    body_timeout_s: float = _doc("Seconds a request body may take to arrive once its headers have; slower is 408 "
+                                 "body_timeout.", 60.0)
+    idle_timeout_s: float = _doc("Seconds a connection may sit without a complete request (idle keep-alive, or "
+                                 "headers trickling in) before the server closes it.", 15.0)
     max_pdf_bytes: int = _doc("Largest PDF accepted, in bytes.", 64 * 1024 * 1024)
     max_pdf_pages: int = _doc("Most PDF pages scanned; later pages are left out and flagged truncated.", 300)
     max_pdf_images: int = _doc("Most PDF images classified; later ones are left out and flagged truncated.", 500)
+    max_pdf_pixels: int = _doc("Most pixels of all images kept from one PDF together (each image is held in full "
+                               "until classified); images beyond are left out and the PDF flagged truncated.",
+                               100_000_000)
     pdf_time_limit_s: float = _doc("Seconds one PDF's extraction may take before pdf_timeout.", 60.0)
     pdf_workers: int = _doc("Warm PDF extraction processes kept ready (each killed at pdf_time_limit_s); more PDFs "
                             "at once wait for one to be free. 0 = a fresh process per PDF (about 1 s more each).", 2)
     pdf_worker_max_jobs: int = _doc("PDFs one extraction process handles before it is replaced by a fresh one "
                                     "(bounds what a hostile file can leave behind in it).", 50)
     max_html_bytes: int = _doc("Largest HTML page fetched for page scans, in bytes.", 5 * 1024 * 1024)
+    max_page_tags: int = _doc("Most tags and attributes read from one page (hostile-markup budget); the rest of "
+                              "the page is left out and the scan flagged truncated.", 500_000)
+    page_parse_time_s: float = _doc("Seconds one page's parse may take before the rest is left out (truncated).", 5.0)
     max_page_images: int = _doc("Most images classified from one web page.", 200)
     cache_entries: int = _doc("Results kept in the URL / content-hash result cache.", 4096)
     thumbnail_side: int = _doc("Longest side of PDF image thumbnails, in pixels.", 160)
+    # containers (archives, office files, e-books, DICOM, multi-frame images, video: ingest/load.py)
+    max_file_bytes: int = _doc("Largest file, download or upload read as a container (archive, office file, "
+                               "e-book, DICOM, video), in bytes; a plain image stays under max_image_bytes.", 256 * 1024 * 1024)
+    max_container_images: int = _doc("Most images taken from one container (archive members, pages, frames); "
+                                     "later ones are left out and the answer says truncated.", 200)
+    max_archive_members: int = _doc("Most members of one ZIP or tar (or office file) looked at; more is truncated.", 2000)
+    max_archive_bytes: int = _doc("Most bytes one archive may unpack to, all members and nested archives together "
+                                  "(zip-bomb guard).", 512 * 1024 * 1024)
+    max_archive_ratio: float = _doc("Highest uncompressed/compressed ratio of one archive member (zip-bomb guard).", 200.0)
+    max_archive_depth: int = _doc("How deep archives inside archives are opened (1 = members of the archive "
+                                  "given, not of archives inside it).", 3)
+    frames_per_image: int = _doc("Frames taken, spread evenly, from an animated GIF/WebP/PNG or a multi-frame "
+                                 "DICOM (the result is the most medical one).", 4)
+    max_tiff_pages: int = _doc("Most pages of a multi-page TIFF classified (each its own row).", 50)
+    media_workers: int = _doc("Warm video and e-book extraction processes (each killed at video_time_limit_s), "
+                              "started by the first video or e-book.", 1)
+    video_frames: int = _doc("Frames sampled from a video, spread evenly across its duration.", 8)
+    max_video_s: float = _doc("Longest video accepted, in seconds (by its header); longer is too_long.", 3600.0)
+    video_time_limit_s: float = _doc("Seconds one video's (or e-book's) frame extraction may take in its worker "
+                                     "process before extraction_timeout.", 60.0)
     # batch (`medlens batch`)
     batch_workers: int = _doc("`medlens batch`: local engine: batches loading ahead of the model (0 = 2); Ray engine: "
                               "most actors (0 = as many as the cluster's CPUs, or GPUs, hold).", 0)

@@ -25,7 +25,8 @@ from fixtures.data import REPO_ROOT
 CHROMIUM = "/usr/bin/chromium"
 FIREFOX = "/usr/bin/firefox-esr"
 REPORTS = REPO_ROOT / "reports" / "e2e"  # git-ignored: screenshots and lint output
-DEFAULT_SETTINGS = {"threshold": None, "medicalMode": "badge", "offSites": [], "autoScan": False}
+DEFAULT_SETTINGS = {"threshold": None, "medicalMode": "badge", "offSites": [], "siteStrictness": {}, "autoScan": False,
+                    "mark": "auto"}
 
 
 def chromium_args(ext_dir: Path) -> list[str]:
@@ -97,17 +98,16 @@ class MedLensServer:
 
         @web.middleware
         async def record(request, handler):
-            if request.method == "POST" and request.path == "/v1/classify":
-                try:
-                    self.urls.extend((await request.json()).get("urls", []))
-                except Exception:  # noqa: BLE001 - the app answers bad JSON itself
-                    pass
             if request.method == "POST" and request.path == "/v1/classify/image":
                 self.uploads += 1
             status = 500
             try:
                 resp = await handler(request)
                 status = resp.status
+                # the URLs asked for, from the answer (one result per URL, in order): reading the
+                # request's body here would leave the route an empty stream
+                if request.method == "POST" and request.path == "/v1/classify" and resp.status == 200:
+                    self.urls.extend(r["source"] for r in json.loads(resp.body)["results"])
                 return resp
             except web.HTTPException as exc:
                 status = exc.status
@@ -240,17 +240,38 @@ def scan(sw, page) -> dict:
 
 
 def badges(page) -> list[dict]:
-    """Every medlens-badge host (top document and same-origin frames) with its attributes and text."""
+    """Every medlens-badge host (top document and same-origin frames) with its attributes: the
+    shadow roots are closed, so the page (and a test acting as the page) sees only these."""
     js = """() => [...document.querySelectorAll('medlens-badge')].map(b => ({
         label: b.getAttribute('data-medlens-label'), src: b.getAttribute('data-medlens-src'),
         probability: b.getAttribute('data-medlens-probability'), action: b.getAttribute('data-medlens-action'),
-        text: b.shadowRoot && b.shadowRoot.querySelector('.pill') ? b.shadowRoot.querySelector('.pill').textContent.replace(/\\s+/g, ' ').trim() : null,
-        title: b.shadowRoot && b.shadowRoot.querySelector('.pill') ? b.shadowRoot.querySelector('.pill').title : null,
-        mode: b.shadowRoot ? 'open' : 'closed'}))"""
+        text: b.getAttribute('data-medlens-text'), form: b.getAttribute('data-medlens-form'),
+        corner: b.getAttribute('data-medlens-corner'), mode: b.shadowRoot ? 'open' : 'closed'}))"""
     out = page.evaluate(js)
     for frame in page.frames[1:]:
         out += frame.evaluate(js)
     return out
+
+
+def in_extension_world(page, expression: str):
+    """Evaluate `expression` in the extension's isolated world of the page's top frame (Chromium,
+    over CDP): where the content script's MedLens namespace, and so the closed shadow roots
+    (MedLens.badge.rootOf), are reachable. The page's own scripts cannot do this."""
+    cdp = page.context.new_cdp_session(page)
+    contexts: list[dict] = []
+    cdp.on("Runtime.executionContextCreated", lambda e: contexts.append(e["context"]))
+    try:
+        cdp.send("Runtime.enable")
+        top_id = cdp.send("Page.getFrameTree")["frameTree"]["frame"]["id"]
+        top = [c for c in contexts if c.get("auxData", {}).get("frameId") == top_id
+               and c.get("auxData", {}).get("type") == "isolated" and c.get("origin", "").startswith("chrome-extension://")]
+        assert top, f"no extension world in the top frame: {contexts}"
+        got = cdp.send("Runtime.evaluate", {"expression": expression, "contextId": top[0]["id"], "returnByValue": True,
+                                            "awaitPromise": True})
+        assert "exceptionDetails" not in got, got["exceptionDetails"]
+        return got["result"].get("value")
+    finally:
+        cdp.detach()
 
 
 def wait_badges(page, n: int, timeout_s: float = 30.0) -> list[dict]:

@@ -5,6 +5,7 @@
     /private/<rel>       an image of shared/data/images only for a browser that has the session
                          cookie (403 otherwise): an image "behind the user's login"
     /files/<name>        bytes registered by a test (`site.add_file`), with their content type
+    /slow/<ms>.js        an empty script answered after <ms> milliseconds: a slow third-party script
 
 The same routes answer on a second loopback origin, `site.other_base` (127.0.0.2, another site
 to the browser), for cross-origin iframes: `site.other(url)` moves a URL there.
@@ -16,6 +17,7 @@ import functools
 import http.server
 import mimetypes
 import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +28,7 @@ class Site:
     def __init__(self, data_root: Path) -> None:
         self.data_root = data_root.resolve()
         self.pages: dict[str, str] = {}
+        self.page_headers: dict[str, dict[str, str]] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
         self.log: list[tuple[str, bool]] = []  # (path, had the session cookie)
         self.headers: list[tuple[str, dict[str, str]]] = []  # (path with query, request headers)
@@ -55,8 +58,9 @@ class Site:
         assert url.startswith(self.base), url
         return self.other_base + url[len(self.base):]
 
-    def add_page(self, name: str, html: str) -> str:
+    def add_page(self, name: str, html: str, headers: dict[str, str] | None = None) -> str:
         self.pages[name] = html
+        self.page_headers[name] = headers or {}
         return f"{self.base}/pages/{name}"
 
     def add_file(self, name: str, body: bytes, ctype: str) -> str:
@@ -120,7 +124,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if html is None:
                 return self._send(404, b"no such page", "text/plain")
             return self._send(200, html.encode(), "text/html; charset=utf-8",
-                              {"Set-Cookie": f"{COOKIE}; Path=/; SameSite=Lax"})
+                              {"Set-Cookie": f"{COOKIE}; Path=/; SameSite=Lax", **self.site.page_headers[path[len("/pages/"):]]})
+        if path.startswith("/slow/") and path.endswith(".js") and path[len("/slow/"):-3].isdigit():
+            time.sleep(min(int(path[len("/slow/"):-3]), 30_000) / 1000)
+            return self._send(200, b"/* a slow third-party script */", "text/javascript")
         if path.startswith("/files/") and path[len("/files/"):] in self.site.files:
             body, ctype = self.site.files[path[len("/files/"):]]
             return self._send(200, body, ctype)

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from e2e.conftest import DEFAULT_SETTINGS, MedLensServer, open_page, scan, set_settings, wait_badges
+from playwright.sync_api import expect
+
+from e2e.conftest import DEFAULT_SETTINGS, MedLensServer, open_page, scan, set_settings, tab_for, wait_badges
 from e2e.pages import CAT, MRI, XRAY
 
 # Everything a page's own script can read about the badges: host attributes, and the text and
@@ -80,7 +82,7 @@ def test_page_learns_nothing_about_images_it_cannot_read(context, sw, paired, si
     page.close()
 
 
-def test_ssrf_refusals_are_final(context, sw, guarded, site, reports_dir):
+def test_ssrf_refusals_are_final(context, sw, ext_id, guarded, site, reports_dir):
     """Loopback addresses the server refuses (an image, a missing one, MedLens's own page and
     health route) all read the same to the page, and nothing but the page's own <img> loads
     reached them."""
@@ -97,6 +99,18 @@ def test_ssrf_refusals_are_final(context, sw, guarded, site, reports_dir):
         seen = learned(page)
         page.screenshot(path=str(reports_dir / "leak-ssrf.png"))
         html = page.evaluate("document.documentElement.outerHTML")
+        # the details, and what to do, are in the popup, not the page
+        from e2e.test_server_state import open_popup
+
+        popup = open_popup(context, ext_id, f"?tabId={tab_for(sw, page.url)['id']}")
+        expect(popup.locator("#scan")).to_have_attribute("data-status", "done", timeout=60_000)
+        expect(popup.locator("#scan-problems-summary")).to_have_text(f"Why {len(targets)} images were not classified")
+        expect(popup.locator("#scan-problems-list li[data-code=address_not_allowed]")).to_contain_text(
+            f"{len(targets)} × address refused: The server does not fetch addresses on this computer or a private network")
+        expect(popup.locator("#scan-problems-list li")).to_contain_text("--allow-private")
+        popup.locator("#scan-problems summary").click()
+        popup.screenshot(path=str(reports_dir / "popup-problems.png"))
+        popup.close()
     finally:
         sw.evaluate("chrome.storage.local.remove(['serverUrl', 'token'])")  # the next test pairs again
     assert extension_fetches(site, "probe-ssrf") == [], "the extension re-fetched what the server refused"
@@ -113,13 +127,17 @@ def test_image_hosts_get_at_most_the_page_origin(context, sw, paired, site):
     secret = "?patient=4711&session=SECRET#record-9"
     cases = {
         "default": ("", site.other(site.image(XRAY)) + "?ref-default"),
+        "no-referrer header": ("header", site.other(site.image(XRAY)) + "?ref-header"),
+        "header, meta says origin": ("header+meta", site.other(site.image(CAT)) + "?ref-header-meta"),
         "same-origin-image": ("", site.image(CAT) + "?ref-same"),
         "no-referrer": ('<meta name="referrer" content="no-referrer">', site.other(site.image(MRI)) + "?ref-none"),
         "unsafe-url": ('<meta name="referrer" content="unsafe-url">', site.other(site.image(CAT)) + "?ref-unsafe"),
     }
     for name, (meta, img) in cases.items():
-        url = site.add_page(f"ref-{name}.html", f"""<!doctype html><html><head>{meta}</head><body>
-<img src="{img}" width="200" height="200"></body></html>""") + secret
+        headers = {"Referrer-Policy": "no-referrer"} if meta.startswith("header") else None
+        meta = {"header": "", "header+meta": '<meta name="referrer" content="origin">'}.get(meta, meta)
+        url = site.add_page(f"ref-{name.replace(' ', '-').replace(',', '')}.html", f"""<!doctype html><html><head>{meta}</head><body>
+<img src="{img}" width="200" height="200"></body></html>""", headers) + secret
         page = open_page(context, url)
         scan(sw, page)
         wait_badges(page, 1)
@@ -131,4 +149,5 @@ def test_image_hosts_get_at_most_the_page_origin(context, sw, paired, site):
         assert got, f"{name}: the server never fetched {img}"
         sent[name] = got[0].get("Referer")
     origin = site.base
-    assert sent == {"default": origin, "same-origin-image": origin, "no-referrer": None, "unsafe-url": origin}, sent
+    assert sent == {"default": origin, "no-referrer header": None, "header, meta says origin": origin,
+                    "same-origin-image": origin, "no-referrer": None, "unsafe-url": origin}, sent

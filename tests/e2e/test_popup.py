@@ -99,3 +99,93 @@ def test_image_files_unsupported_and_oversize(context, ext_id, paired, tmp_path,
     expect(popup.locator("#results .result")).to_have_count(2)
     popup.screenshot(path=str(reports_dir / "popup-images.png"), full_page=True)
     popup.close()
+
+
+ICONS = ["non-medical/icon/mdi-icons_android-studio.png", "non-medical/icon/mdi-icons_arrow-up-bold-box-outline.png",
+         "non-medical/icon/asap-resources_application.png"]
+
+
+def manual_pdf(path) -> None:
+    """A manual-like PDF: two real figures and five toolbar icons at 16-26 px (as in the MRIcron manual)."""
+    import io
+
+    import pymupdf
+    from PIL import Image
+
+    def png(rel, side):
+        with Image.open(image(rel)) as im:
+            out = io.BytesIO()
+            im.convert("RGB").resize((side, side)).save(out, "PNG")
+            return out.getvalue()
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_image(pymupdf.Rect(50, 50, 300, 300), stream=image(XRAY).read_bytes())
+    page.insert_image(pymupdf.Rect(310, 50, 560, 220), stream=image(CAT).read_bytes())
+    for i, (rel, side) in enumerate([(ICONS[0], 16), (ICONS[1], 20), (ICONS[2], 26), (ICONS[0], 24), (ICONS[1], 22)]):
+        page.insert_image(pymupdf.Rect(50 + 30 * i, 320, 70 + 30 * i, 340), stream=png(rel, side))
+    doc.save(path)
+
+
+def test_pdf_result_filter_small_images_and_full_page(context, sw, ext_id, paired, tmp_path, reports_dir):
+    pdf = tmp_path / "manual.pdf"
+    manual_pdf(pdf)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(image(XRAY).read_bytes()[:600])  # headers, no picture: an error card
+    popup = open_popup(context, ext_id)
+    popup.set_input_files("#file", files=[str(broken)])
+    expect(popup.locator("#results .result[data-kind=images] .card")).to_have_attribute("data-label", "error", timeout=60_000)
+    popup.set_input_files("#file", files=[str(pdf)])
+    result = popup.locator("#results .result[data-kind=pdf]")
+    expect(result.locator(".card")).to_have_count(7, timeout=60_000)
+    # the icons are grouped into one line, not five cards
+    expect(result.locator(".small-line")).to_contain_text("5 small images hidden")
+    visible = result.locator(".card:visible")
+    every = popup.locator("#results .card:visible")
+    expect(visible).to_have_count(2)
+    assert sorted(visible.evaluate_all("cs => cs.map(c => c.dataset.label)")) == ["medical", "non-medical"]
+    popup.screenshot(path=str(reports_dir / "popup-pdf-small-hidden.png"), full_page=True)
+    # the filter, over every result: medical only, non-medical only, errors
+    expect(popup.locator("#result-filter")).to_be_visible()
+    popup.check("input[name=result-filter][value=medical]")
+    assert every.evaluate_all("cs => cs.map(c => c.dataset.label)") == ["medical"]
+    popup.screenshot(path=str(reports_dir / "popup-pdf-filter-medical.png"), full_page=True)
+    popup.check("input[name=result-filter][value=non-medical]")
+    assert every.evaluate_all("cs => cs.map(c => c.dataset.label)") == ["non-medical"]
+    result.locator(".small-line button").click()  # the icons, on request
+    expect(result.locator(".small-line button")).to_have_text("Hide")
+    expect(visible).to_have_count(1 + sum(1 for lab in result.locator(".card[data-small=true]").evaluate_all(
+        "cs => cs.map(c => c.dataset.label)") if lab == "non-medical"))
+    result.locator(".small-line button").click()
+    popup.check("input[name=result-filter][value=errors]")
+    expect(every).to_have_count(1)
+    expect(every.first.locator(".label")).to_have_text("Not classified: unreadable image")
+    expect(every.first.locator(".label")).to_have_attribute("title", re.compile("damaged or truncated"))
+    expect(popup.locator("[data-filter-count=errors]")).to_have_text("1")
+    popup.screenshot(path=str(reports_dir / "popup-pdf-filter-errors.png"), full_page=True)
+    popup.check("input[name=result-filter][value=all]")
+    expect(visible).to_have_count(2)
+    # the whole result in the server's own page
+    with context.expect_page() as opened:
+        result.locator("button.open-page").click()
+    page = opened.value
+    page.wait_for_load_state("load")
+    page.locator("#grid .card").first.wait_for(timeout=20_000)
+    cards = page.locator("#grid .card")
+    expect(cards).to_have_count(7)  # all of them, the icons too
+    assert page.url.split("?")[0].rstrip("/") == paired.url  # opened with ?token=: the page trades it for its session
+    expect(page.locator("#grid .group-heading")).to_contain_text("manual.pdf")
+    popup_labels = result.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.label)")
+    assert cards.evaluate_all("cs => cs.map(c => c.dataset.category)") == popup_labels
+    page.screenshot(path=str(reports_dir / "page-from-popup.png"), full_page=True)
+    page.close()
+    # the server gone: the popup says so, and what to do
+    from e2e.conftest import free_port, set_settings
+
+    set_settings(sw, serverUrl=f"http://127.0.0.1:{free_port()}")
+    with context.expect_page() as opened:
+        result.locator("button.open-page").click()
+    expect(popup.locator("#file-message")).to_contain_text("Could not open the MedLens page: No MedLens server answers. "
+                                                            "Start it in a terminal with `medlens serve`.", timeout=20_000)
+    opened.value.close()
+    popup.close()

@@ -66,7 +66,8 @@ def strict_server(classifier, tmp_path_factory):
 
 
 def open_medlens(page, server) -> None:
-    page.goto(server.url + "/")
+    """Log in the way `medlens page` does: the address with the token (then dropped from it)."""
+    page.goto(f"{server.url}/?token={server.token}")
     page.wait_for_selector("#server[data-state=ok]")
 
 
@@ -148,10 +149,11 @@ def test_page_shows_the_server_state(page, server, classifier, reports_dir):
     assert page.text_content("#server-version")
     assert "64 MB" in page.text_content("#limits")  # the server's max_pdf_bytes, read from /v1/health
     assert page.is_visible("text=Nothing classified yet")
-    cookies = page.context.cookies(server.url)
-    session = [c for c in cookies if c["name"] == f"medlens_session_{server.port}"]
-    assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Strict", cookies
-    assert page.evaluate("document.cookie") == ""  # the page's own script cannot read its session
+    assert page.url == server.url + "/"  # the token left the address bar (and this history entry)
+    assert server.token not in page.evaluate("location.href + document.documentElement.outerHTML")
+    assert page.context.cookies(server.url) == []  # no cookie: nothing a browser sends to another port
+    session = page.evaluate("sessionStorage.getItem('medlens-session')")
+    assert session and session != server.token  # a per-process secret, not the token
     page.screenshot(path=str(reports_dir / "web-page-empty.png"), full_page=True)
     assert page.js_errors == []
 
@@ -300,23 +302,38 @@ def _wait_queue_full(server) -> None:
 # ---------------------------------------------------------------- what other origins get
 
 
-def test_session_expiry_and_other_origins(page, server, site, reports_dir):
+def test_plain_visit_and_wrong_token_show_how_to_open_the_page(page, server, reports_dir):
+    n = len(server.requests)
+    page.goto(server.url + "/")
+    page.wait_for_selector("#server[data-state=session]")
+    assert page.is_visible("#login") and not page.is_visible("#app")
+    assert "medlens page" in page.text_content("#login")
+    page.screenshot(path=str(reports_dir / "web-page-login.png"), full_page=True)
+    page.goto(server.url + "/?token=" + "x" * 43)
+    page.wait_for_selector("text=wrong or outdated token")
+    assert page.url == server.url + "/" and not page.is_visible("#app")
+    assert not [r for r in server.requests[n:] if r[1].startswith("/v1/classify")]
+
+
+def test_session_expiry_reload_and_other_origins(page, server, site, reports_dir):
     open_medlens(page, server)
-    # The server "restarts": the page's cookie no longer matches; the page says to reload.
-    page.context.add_cookies([{"name": f"medlens_session_{server.port}", "value": "stale-" + "x" * 40,
-                               "url": server.url, "httpOnly": True, "sameSite": "Strict"}])
+    page.reload()  # the session lives on in this tab: no token needed again
+    page.wait_for_selector("#server[data-state=ok]")
+    # The server "restarts": the page's session no longer matches; the page says to open it again.
+    page.evaluate("sessionStorage.setItem('medlens-session', 'stale-' + 'x'.repeat(40))")
+    page.reload()
+    page.wait_for_selector("#server[data-state=session]")
     paste_urls(page, [site.image(XRAY)], kind="image")
-    page.wait_for_selector(".message.error:has-text('Reload the page')")
+    page.wait_for_selector(".message.error:has-text('medlens page')")
     wait_idle(page, 1)
     assert "unauthorized" in cards(page)[0]["text"]
     page.screenshot(path=str(reports_dir / "web-page-session-expired.png"), full_page=True)
-    page.click(".message.error button:has-text('Reload the page')")
-    page.wait_for_selector("#server[data-state=ok]")
+    open_medlens(page, server)  # `medlens page` again
     paste_urls(page, [site.image(XRAY)], kind="image")
     wait_idle(page, 1)
     assert cards(page)[0]["category"] == "medical"
 
-    # A page of another loopback origin, in the same browser that holds the session cookie.
+    # A page of another loopback origin, in the same browser that holds the page's session.
     other = page.context.new_page()
     other.goto(site.add_page("neighbour.html", "<!doctype html><title>neighbour</title><p>another local site</p>"))
     n = len(server.requests)
@@ -331,7 +348,7 @@ def test_session_expiry_and_other_origins(page, server, site, reports_dir):
           healthNoCors: await tryFetch('/v1/health', {mode: 'no-cors', credentials: 'include'}),
         }; }""", [server.url, body])
     assert answers["simple"] == "TypeError" and answers["page"] == "TypeError", answers
-    assert answers["healthNoCors"] == "status 0 ", answers  # opaque: nothing readable
+    assert answers["healthNoCors"] == "TypeError", answers  # CORP same-origin: not even an opaque answer
     seen = [r for r in server.requests[n:] if r[1] == "/v1/classify"]
     assert seen and all(status in (403,) for *_x, status in seen), seen  # refused: forbidden_origin
     assert all(origin == site.base for _m, _p, origin, _s in seen)

@@ -17,13 +17,14 @@ test("a probability just over the threshold is a lean, said with both figures", 
   assert.equal(v.near, true);
   assert.equal(v.word, "Likely medical");
   assert.equal(v.figures, "39.0% medical (threshold 38.6%)");
+  assert.equal(v.probability, "39.0% medical");
   assert.equal(v.modality, null, "no modality name beside an unsure label");
   assert.match(v.sentence, /likely medical; probability of medical 39\.0%, images from 38\.6% count as medical/);
 });
 
 test("clear cases get the plain word and the modality", () => {
   const v = W.verdict(ok(0.97), 0.386);
-  assert.deepEqual([v.word, v.near, v.modality, v.figures], ["Medical", false, "MRI", "97% medical (threshold 39%)"]);
+  assert.deepEqual([v.word, v.near, v.modality, v.figures], ["Medical", false, "MRI", "97% medical (threshold 38.6%)"]);
   const n = W.verdict(ok(0.05, { modality: null }), 0.386);
   assert.deepEqual([n.word, n.near, n.modality, n.category], ["Non-medical", false, null, "non-medical"]);
   assert.equal(W.verdict(ok(0.3), 0.386).word, "Likely not medical");
@@ -49,6 +50,9 @@ test("percent adds decimals only until the two figures read differently", () => 
   assert.equal(W.percent(0.5, [0.5]), "50%", "equal values need no decimals");
   assert.equal(W.percent(0.9991, [0.386]), ">99%", "never a certainty the model does not have");
   assert.equal(W.percent(0.0004), "<1%");
+  assert.equal(W.thresholdPercent(0.386), "38.6%", "a threshold is shown exactly");
+  assert.equal(W.thresholdPercent(0.3), "30%");
+  assert.equal(W.thresholdPercent(0.386, [0.3855]), "38.60%");
 });
 
 test("modality names follow the server's modality classes", () => {

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from medlens.batch.inputs import iter_sources
+from medlens.ingest.sources import iter_sources
 from medlens.batch.output import PartWriter, mark_success, prepare_dir, require_pyarrow, write_summary
 from medlens.errors import MedLensError
 from medlens.settings import Settings

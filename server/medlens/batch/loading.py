@@ -14,9 +14,7 @@ the web layer (tests/test_batch.py checks), so a load worker stays small.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence
@@ -24,10 +22,11 @@ from typing import Any, Sequence
 from PIL import Image
 
 from medlens.batch.fetching import crawler_settings, fetch_with_retries
-from medlens.batch.inputs import is_url
 from medlens.errors import MedLensError
-from medlens.ingest.decode import decode_image, sniff_format
 from medlens.ingest.fetch import Fetcher
+from medlens.ingest.items import no_images
+from medlens.ingest.load import Extractor, decode_threads, source_bytes
+from medlens.ingest.media_worker import media_workers
 from medlens.ingest.pdf_workers import PdfWorkers
 from medlens.pipeline.results import SKIP_CODES
 from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
@@ -44,7 +43,8 @@ def new_row(source: str, **values: Any) -> Row:
     row: Row = {
         "source": source, "page": None, "index": None, "label": None, "probability": None, "modality": None,
         "status": PENDING, "error_code": None, "error": None, "sha256": None, "width": None, "height": None,
-        "image": None, "source_rows": 1,
+        "image": None, "source_rows": 1, "member": None, "frame": None, "time_s": None, "dicom_modality": None,
+        "role": None, "pick": "each", "group": None,
     }
     row.update(values)
     return row
@@ -59,10 +59,6 @@ def done_row(source: str) -> Row:
     return new_row(source, status=ALREADY_DONE)
 
 
-def decode_threads(settings: Settings) -> int:
-    return settings.decode_workers if settings.decode_workers > 0 else min(4, os.cpu_count() or 1)
-
-
 class Loader:
     """Loads batches of sources for one worker (see the module docstring). Thread-safe; close() it."""
 
@@ -75,6 +71,8 @@ class Loader:
         self._thread.start()
         self._fetcher = Fetcher(self.settings)
         self._pdf_workers = PdfWorkers(self.settings)  # started lazily, by the first PDF
+        self._media_workers = media_workers(self.settings)  # started by the first video or e-book
+        self._extractor = Extractor(self.settings, self._pdf_workers, asyncio.to_thread, self._media_workers)
         self._run(self._fetcher.start()).result()
 
     def _run(self, coro: Any) -> Future[Any]:
@@ -92,6 +90,7 @@ class Loader:
             return
         self._run(self._fetcher.close()).result()
         self._run(self._pdf_workers.close()).result()
+        self._run(self._media_workers.close()).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -120,53 +119,25 @@ class Loader:
         return rows
 
     async def _load_one(self, source: str) -> list[Row]:
-        settings = self.settings
-        cap = max(settings.max_image_bytes, settings.max_pdf_bytes)
-        if is_url(source):
-            data = await fetch_with_retries(self._fetcher, source, max_bytes=cap, settings=settings)
-        else:
-            data = await asyncio.to_thread(read_file, source, cap)
-        digest = hashlib.sha256(data).hexdigest()
-        if sniff_format(data) == "PDF":
-            return await self._load_pdf(source, data)
-        if len(data) > settings.max_image_bytes:
-            raise MedLensError("too_large", f"image is {len(data)} bytes, over the limit of {settings.max_image_bytes}")
-        try:
-            decoded = await asyncio.to_thread(decode_image, data, settings, target_side=MODEL_SIDE)
-        except MedLensError as exc:
-            return [error_row(source, exc, sha256=digest)]
-        return [new_row(source, sha256=digest, width=decoded.width, height=decoded.height, image=decoded.image)]
-
-    async def _load_pdf(self, source: str, data: bytes) -> list[Row]:
-        extraction = await self._pdf_workers.extract(data)
-        if not extraction.images:
-            # Still one row, so the PDF is accounted for (and skipped on --resume).
-            return [new_row(source, status="skipped", error_code="no_images",
-                            error=f"PDF has no images on its {extraction.pages} page(s)")]
+        data = await source_bytes(source, self.settings, self._fetch, asyncio.to_thread)
+        loaded = await self._extractor.extract(data, source, target_side=MODEL_SIDE)
+        if not loaded.items:
+            # Still one row, so the source is accounted for (and skipped on --resume).
+            return [error_row(source, no_images(loaded), pick=loaded.pick)]
         rows = []
-        for item in extraction.images:
+        for item in loaded.items:
+            place = {key: value for key, value in item.place.fields().items() if key != "bbox"}
+            if item.error is not None:
+                rows.append(error_row(source, item.error, sha256=item.sha256, pick=loaded.pick, group=item.group, **place))
+                continue
+            assert item.image is not None
             small = await asyncio.to_thread(shrink_for_model, item.image)
-            rows.append(new_row(
-                source, page=item.page, index=item.index, width=item.width, height=item.height, image=small,
-                # the embedded image's own content hash (its decoded RGB pixels), not the PDF's
-                sha256=hashlib.sha256(item.image.tobytes()).hexdigest(),
-            ))
+            rows.append(new_row(source, sha256=item.sha256, width=item.width, height=item.height, image=small,
+                                dicom_modality=item.dicom_modality, pick=loaded.pick, group=item.group, **place))
         return rows
 
-
-def read_file(source: str, cap: int) -> bytes:
-    try:
-        with open(source, "rb") as fh:
-            data = fh.read(cap + 1)
-    except FileNotFoundError:
-        raise MedLensError("not_found", f"no such file: {source}") from None
-    except IsADirectoryError:
-        raise MedLensError("not_found", f"{source} is a folder with no images or PDFs") from None
-    except OSError as exc:
-        raise MedLensError("not_found", f"cannot read {source}: {exc.strerror or exc}") from None
-    if len(data) > cap:
-        raise MedLensError("too_large", f"{source} is over the size limit of {cap} bytes")
-    return data
+    async def _fetch(self, url: str, cap: int) -> bytes:
+        return await fetch_with_retries(self._fetcher, url, max_bytes=cap, settings=self.settings)
 
 
 def image_to_cells(image: Image.Image) -> dict[str, Any]:

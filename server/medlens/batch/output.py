@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from medlens.batch.keys import SourceKeys
 from medlens.batch.loading import ALREADY_DONE, Row
 from medlens.errors import MedLensError
+from medlens.pipeline.results import combined_label, most_medical, reduce_groups
 
 PART_GLOB = "part-*.parquet"
 TMP_PREFIX = ".tmp-"
@@ -36,8 +37,9 @@ LEGACY_SUMMARY_FILE = "summary.json"
 SUCCESS_MARKER = "_SUCCESS"
 COLUMNS = [
     "source", "page", "index", "label", "probability", "modality", "status", "error_code", "error",
-    "sha256", "width", "height", "model",
+    "sha256", "width", "height", "model", "member", "frame", "time_s", "dicom_modality", "role",
 ]
+SUMMARY_ROLE = "summary"  # `role` of a video's own row (its frames' rows have none)
 
 
 def require_pyarrow() -> Any:
@@ -59,6 +61,8 @@ def output_schema() -> Any:
         ("probability", pa.float64()), ("modality", pa.string()), ("status", pa.string()),
         ("error_code", pa.string()), ("error", pa.string()), ("sha256", pa.string()),
         ("width", pa.int64()), ("height", pa.int64()), ("model", pa.string()),
+        ("member", pa.string()), ("frame", pa.int32()), ("time_s", pa.float64()), ("dicom_modality", pa.string()),
+        ("role", pa.string()),
     ])
 
 
@@ -67,7 +71,8 @@ def transfer_schema(*, pixels: bool) -> Any:
     (load tasks -> classifier actors); classified rows travel without them."""
     import pyarrow as pa
 
-    fields = list(output_schema()) + [("source_rows", pa.int32()), ("node", pa.string())]
+    fields = list(output_schema()) + [("source_rows", pa.int32()), ("node", pa.string()), ("pick", pa.string()),
+                                      ("group", pa.string())]
     if pixels:
         fields += [("image", pa.binary()), ("image_width", pa.int32()), ("image_height", pa.int32())]
     return pa.schema(fields)
@@ -139,7 +144,7 @@ class PartWriter:
         if not self._written.add(rows[0]["source"]):
             self.duplicates += 1
             return
-        self._ready.extend(rows)
+        self._ready.extend(combine_rows(rows))
         self.sources += 1
 
     def flush(self) -> None:
@@ -168,6 +173,21 @@ class PartWriter:
         os.replace(tmp, self.out / name)
         self.parts += 1
         self.rows += len(rows)
+
+
+def combine_rows(rows: list[Row]) -> list[Row]:
+    """A source's rows as the other paths answer it: the frames of an animation become its most
+    medical frame, and a video adds its own summary row (medical when any frame is, at that
+    frame's time)."""
+    rows = reduce_groups(rows, [row.get("group") for row in rows])
+    if not rows or rows[0].get("pick") != "video":
+        return rows
+    best = most_medical(rows)
+    summary = dict(best or rows[0])
+    summary.update(role=SUMMARY_ROLE, sha256=None)
+    if best is not None:
+        summary["label"] = combined_label(rows)
+    return [*rows, summary]
 
 
 def read_rows(out: Path) -> list[dict[str, Any]]:

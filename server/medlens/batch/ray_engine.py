@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from medlens.batch.classifying import classify_rows, label_rows, model_name
-from medlens.batch.inputs import csv_list_column, expand_entry, is_list, list_column, parquet_list_names, text_list_entry
+from medlens.ingest.sources import csv_list_column, expand_entry, is_list, list_column, parquet_list_names, text_list_entry
 from medlens.batch.keys import SourceKeys
 from medlens.batch.loading import Loader, done_row, image_to_cells
 from medlens.batch.output import PartWriter, transfer_schema

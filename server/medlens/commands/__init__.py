@@ -15,7 +15,7 @@ from typing import Any
 from medlens.errors import MedLensError
 from medlens.settings import Settings
 
-COMMANDS = ["serve", "classify", "token", "pair", "train", "evaluate", "export", "batch",
+COMMANDS = ["serve", "classify", "token", "pair", "page", "train", "evaluate", "export", "batch",
             "install", "uninstall", "status", "native-host"]
 
 

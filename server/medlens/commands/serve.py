@@ -19,9 +19,10 @@ from medlens import __version__
 from medlens.commands import load_settings
 from medlens.model.classifier import Classifier
 from medlens.serve import keys
-from medlens.serve.app import init_app
+from medlens.serve.app import init_app, runner_options
+from medlens.commands.page import login_url, page_address
 from medlens.serve.idle import IdleWatch, watch_idle
-from medlens.serve.security import LOOPBACK_NAMES, token_path
+from medlens.serve.security import binds_beyond_loopback, token_path
 from medlens.settings import Settings
 
 SHUTDOWN_GRACE_S = 10.0  # how long requests in flight may take to finish after Ctrl-C
@@ -65,7 +66,8 @@ async def serve(settings: Settings, classifier: Classifier) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly."""
     app = init_app(settings, classifier=classifier)
     idle = watch_idle(app) if settings.idle_shutdown_s > 0 else None
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
+                           **runner_options(settings))
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -75,7 +77,8 @@ async def serve(settings: Settings, classifier: Classifier) -> None:
             raise CannotListen(exc.strerror or str(exc)) from exc
         port = runner.addresses[0][1] if runner.addresses else settings.port
         runner.app[keys.PIPELINE].pdf_workers.warm_up()  # the first PDF should not pay a process start
-        print(banner(settings, classifier, port), flush=True)
+        token = runner.app[keys.TOKEN] if settings.token_required else None
+        print(banner(settings, classifier, port, token), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -97,16 +100,18 @@ async def _stop_when_idle(idle: IdleWatch, idle_s: float, stop: asyncio.Event) -
     stop.set()
 
 
-def banner(settings: Settings, classifier: Classifier, port: int) -> str:
+def banner(settings: Settings, classifier: Classifier, port: int, token: str | None = None) -> str:
     info = classifier.info
     host = settings.host
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
-    url = f"http://{shown}:{port}"
+    url = page_address(host, port)
     lines = [
         f"MedLens {__version__} listening on {url} "
         f"(model {info['backbone']} on {info['device']}, threshold {info['threshold']:.3g})",
-        f"Open {url}/ in a browser to drop images or PDFs, paste URLs and download the results.",
     ]
+    if token is not None:
+        lines.append(f"The page (drop images or PDFs, paste URLs): run `medlens page`, or open {login_url(host, port, token)}")
+    else:
+        lines.append(f"Open {url}/ in a browser to drop images or PDFs, paste URLs and download the results.")
     if settings.token_required:
         lines.append(
             f"Pair the browser extension: run `medlens pair` and type the code it prints in the extension's "
@@ -116,8 +121,9 @@ def banner(settings: Settings, classifier: Classifier, port: int) -> str:
     else:
         lines.append(f"Token NOT required (--no-token): set the extension's server to {url}; "
                      "any program on this machine can use the server.")
-    if f"{shown.lower()}:{port}" not in {f"{n}:{port}" for n in LOOPBACK_NAMES}:
-        lines.append(f"Warning: listening on {host}, not loopback; requests must still say Host: 127.0.0.1:{port}.")
+    if binds_beyond_loopback(host):
+        lines.append(f"Warning: listening on {host}, beyond loopback: other machines may connect, and every request "
+                     f"must then carry the token (and say Host: 127.0.0.1:{port}).")
     if settings.allow_private:
         lines.append("Warning: --allow-private: the server will fetch loopback and private-network addresses.")
     lines.append("Press Ctrl-C to stop.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -18,15 +19,20 @@ from PIL import Image, ImageOps
 
 from medlens.errors import MedLensError, plain_reason
 from medlens.image_modes import to_rgb
+from medlens.ingest.image_plugins import PLUGIN_EXTRAS, pillow_format, plugin_formats
 from medlens.settings import Settings
 
 # Formats decoded; everything else is refused before Pillow sees it (Pillow can parse far more,
 # and each extra parser is extra attack surface for bytes from the web).
-RASTER_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
-# Recognised images we deliberately do not decode.
-UNSUPPORTED_FORMATS: frozenset[str] = frozenset({"SVG", "AVIF", "HEIC", "JPEG2000", "ICO", "PSD", "JXL"})
-# Recognised things that are not images at all.
-NON_IMAGE_FORMATS: frozenset[str] = frozenset({"HTML", "XML", "PDF", "TEXT", "JSON", "ZIP", "GZIP"})
+RASTER_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "JPEG2000"})
+# Recognised images we deliberately do not decode (HEIC and JXL: unless their plugin extra is installed).
+UNSUPPORTED_FORMATS: frozenset[str] = frozenset({"SVG", "HEIC", "ICO", "PSD", "JXL", "EMF", "WMF"})
+# Recognised things that are not images at all (containers: ingest/load.py takes them apart).
+NON_IMAGE_FORMATS: frozenset[str] = frozenset({"HTML", "XML", "PDF", "TEXT", "JSON", "ZIP", "GZIP", "TAR", "DICOM",
+                                               "MP4", "MATROSKA", "AVI", "OLE", "MOBI", "FB2"})
+# ISO media brands that are still images, not video.
+_IMAGE_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heif": "HEIC",
+                 b"mif1": "HEIC", b"msf1": "HEIC"}
 
 _ORIENTATION_TAG = 0x0112
 _SWAPS_SIDES = {5, 6, 7, 8}
@@ -46,6 +52,8 @@ class DecodedImage:
 def sniff_format(data: bytes) -> str | None:
     """Name the format from magic bytes (`"JPEG"`, `"SVG"`, `"HTML"`, `"TEXT"`, ...); None if unknown."""
     head = data[:64]
+    if data[128:132] == b"DICM":
+        return "DICOM"  # first: the 128-byte preamble before it may look like anything (often TIFF)
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -59,11 +67,21 @@ def sniff_format(data: bytes) -> str | None:
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return "AVIF"
-        if brand in (b"heic", b"heix", b"hevc", b"heif", b"mif1", b"msf1"):
-            return "HEIC"
+        return _IMAGE_BRANDS.get(head[8:12], "MP4")
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "MATROSKA"  # WebM and MKV
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if head[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        return "OLE"  # an encrypted Office file, or a legacy .doc/.ppt/.xls
+    if head[40:44] == b" EMF":
+        return "EMF"
+    if head[:4] == b"\xd7\xcd\xc6\x9a" or (head[:2] in (b"\x01\x00", b"\x02\x00") and head[2:4] == b"\x09\x00"):
+        return "WMF"
+    if data[60:68] == b"BOOKMOBI":
+        return "MOBI"
+    if data[257:262] == b"ustar":
+        return "TAR"
     if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
         return "JPEG2000"
     if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
@@ -99,6 +117,8 @@ def _sniff_text(head: bytes) -> str | None:
         return "HTML"
     if "<html" in lowered[:2048] or "<body" in lowered[:2048]:
         return "HTML"
+    if "<fictionbook" in lowered[:1024]:
+        return "FB2"
     if lowered.startswith("<?xml"):
         return "XML"
     if lowered.startswith(("{", "[")):
@@ -114,10 +134,13 @@ def check_format(data: bytes) -> str:
     if not data:
         raise MedLensError("not_an_image", "empty body")
     fmt = sniff_format(data)
-    if fmt in RASTER_FORMATS:
+    if fmt in RASTER_FORMATS or fmt in plugin_formats():
         return fmt  # type: ignore[return-value]
+    if fmt in PLUGIN_EXTRAS:
+        raise MedLensError("unsupported_format", f"{fmt} images need a plugin: pip install 'medlens[{PLUGIN_EXTRAS[fmt]}]'")
     if fmt in UNSUPPORTED_FORMATS:
-        raise MedLensError("unsupported_format", f"{fmt} images are not supported (JPEG, PNG, GIF, WebP, BMP, TIFF are)")
+        raise MedLensError("unsupported_format", f"{fmt} images are not supported (JPEG, PNG, GIF, WebP, BMP, TIFF, "
+                           "AVIF, JPEG 2000 are)")
     if fmt in NON_IMAGE_FORMATS:
         raise MedLensError("not_an_image", f"content is {fmt}, not an image")
     raise MedLensError("not_an_image", "content is not a recognised image format")
@@ -186,7 +209,28 @@ def draft_size(width: int, height: int, target_side: int) -> tuple[int, int] | N
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> DecodedImage:
+class PixelBudget:
+    """Pixels one request may still decode, shared by its decode threads (`max_request_pixels`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def spend(self, pixels: int) -> None:
+        with self._lock:
+            if self.used + pixels > self.limit:
+                raise MedLensError(
+                    "too_many_pixels",
+                    f"this request's images add up to more than {self.limit} pixels (max_request_pixels): "
+                    "send fewer or smaller images at a time",
+                )
+            self.used += pixels
+
+
+def decode_image(
+    data: bytes, settings: Settings, *, target_side: int = 256, budget: PixelBudget | None = None
+) -> DecodedImage:
     """Decode untrusted bytes to RGB, refusing anything too big, too small, broken or not a raster.
 
     JPEGs are decoded at a reduced scale (DCT scaling, much cheaper) as long as the shorter side
@@ -199,13 +243,13 @@ def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            img = Image.open(BytesIO(data), formats=[fmt])
+            img = Image.open(BytesIO(data), formats=[pillow_format(fmt)])
         except Image.DecompressionBombError as exc:
             raise MedLensError("too_many_pixels", f"{fmt} header claims too many pixels: {plain_reason(exc)}") from exc
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
             raise MedLensError("decode_failed", f"cannot read {fmt} header: {plain_reason(exc)}") from exc
         try:
-            decoded = _decode_opened(img, fmt, settings, target_side)
+            decoded = _decode_opened(img, fmt, settings, target_side, budget)
         except BaseException:
             img.close()
             raise
@@ -214,7 +258,9 @@ def decode_image(data: bytes, settings: Settings, *, target_side: int = 256) -> 
         return decoded
 
 
-def _decode_opened(img: Image.Image, fmt: str, settings: Settings, target_side: int) -> DecodedImage:
+def _decode_opened(
+    img: Image.Image, fmt: str, settings: Settings, target_side: int, budget: PixelBudget | None
+) -> DecodedImage:
     width, height = img.size
     if width * height > settings.max_pixels:
         raise MedLensError(
@@ -235,6 +281,8 @@ def _decode_opened(img: Image.Image, fmt: str, settings: Settings, target_side: 
             size = draft_size(img.size[0], img.size[1], target_side)
             if size is not None:
                 img.draft("RGB", size)
+        if budget is not None:
+            budget.spend(img.size[0] * img.size[1])  # what is about to be decoded (after any draft)
         img.load()
         oriented = (ImageOps.exif_transpose(img) or img) if orientation != 1 else img  # no full-size copy when upright
         rgb = to_rgb(oriented, block_bytes=settings.window_block_bytes)

@@ -7,17 +7,25 @@ srcset only the largest candidate is kept (highest `w`, else highest `x`): the b
 classify. URLs are resolved against `<base href>` and the page URL; only http(s) and `data:`
 URLs are returned, deduplicated in first-seen order, fragments dropped.
 
+Pages are hostile input: the parser is libxml2's (linear time however broken the markup; Python's
+html.parser took 12-50 s on 150 KiB of `<a`), it keeps no tree, and it stops at a tag and time
+budget (`max_page_tags`, `page_parse_time_s`); callers run it off the event loop.
+
 `data:` URLs shorter than `MIN_DATA_URL_CHARS` are dropped: those are lazy-loading placeholders
 (the 1x1 GIF) that would only ever come back as too_small.
 """
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import re
+import time
 from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import urldefrag, urljoin
 
-from bs4 import BeautifulSoup, Tag
+from lxml import etree
 
 from medlens.errors import MedLensError
 from medlens.ingest.decode import NON_IMAGE_FORMATS, sniff_format
@@ -29,6 +37,12 @@ _IMAGE_METAS = {"og:image", "og:image:url", "og:image:secure_url", "twitter:imag
 _BACKGROUND_DECL = re.compile(r"background(?:-image)?\s*:([^;}]*)", re.IGNORECASE)
 _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)""", re.IGNORECASE)
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
+_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+                        "track", "wbr"})
+# Text codecs Python has that no web page is written in (they decode to nonsense or raise).
+_NOT_PAGE_ENCODINGS = frozenset({"idna", "punycode", "unicode_escape", "unicode-escape", "raw_unicode_escape",
+                                 "raw-unicode-escape", "undefined"})
+PARSE_CHUNK = 64 * 1024  # characters fed at a time; the budget and the clock are checked between chunks
 
 
 @dataclass
@@ -92,13 +106,11 @@ def _css_urls(css: str) -> list[str]:
     return urls
 
 
-def _candidates(tag: Tag) -> list[str]:
-    name = tag.name
+def _candidates(name: str, attrs: Mapping[str, str], parent: str | None) -> list[str]:
     found: list[str] = []
 
     def attr(key: str) -> str:
-        value = tag.get(key)
-        return value.strip() if isinstance(value, str) else ""
+        return (attrs.get(key) or "").strip()
 
     if name == "img":
         for key in ("src", "data-src"):
@@ -108,7 +120,7 @@ def _candidates(tag: Tag) -> list[str]:
             best = largest_srcset_candidate(attr(key))
             if best:
                 found.append(best)
-    elif name == "source" and isinstance(tag.parent, Tag) and tag.parent.name == "picture":
+    elif name == "source" and parent == "picture":
         for key in ("srcset", "data-srcset"):
             best = largest_srcset_candidate(attr(key))
             if best:
@@ -118,33 +130,116 @@ def _candidates(tag: Tag) -> list[str]:
         if key in _IMAGE_METAS and attr("content"):
             found.append(attr("content"))
     elif name == "link":
-        rel = tag.get("rel") or []
-        rels = rel if isinstance(rel, list) else str(rel).split()
-        if "image_src" in [r.lower() for r in rels] and attr("href"):
+        if "image_src" in attr("rel").lower().split() and attr("href"):
             found.append(attr("href"))
-    elif name == "style":
-        found.extend(_css_urls(tag.get_text()))
     if attr("style"):
         found.extend(_css_urls(attr("style")))
     return found
 
 
-def extract_image_urls(html: bytes | str, page_url: str) -> list[str]:
-    """Absolute URLs of the images a page shows, in document order, without duplicates."""
-    soup = BeautifulSoup(html, "html.parser")
+class _Collector:
+    """lxml parser target: candidate URLs in document order, counting tags and attributes.
+
+    A target sees each start tag once, as libxml2's linear-time parser meets it; no tree is kept,
+    so memory is the URLs found, not the page. `<base href>` counts wherever it is (the first one
+    wins, as in browsers)."""
+
+    def __init__(self, max_tags: int) -> None:
+        self.max_tags = max_tags
+        self.tags = 0
+        self.over_budget = False
+        self.base: str | None = None
+        self.raw: list[str] = []
+        self._open: list[str] = []
+        self._style: list[str] | None = None
+
+    def start(self, tag: Any, attrib: Mapping[str, str]) -> None:
+        if not isinstance(tag, str):  # comments and processing instructions
+            return
+        self.tags += 1 + len(attrib)
+        if self.tags > self.max_tags:
+            self.over_budget = True
+            return
+        name = tag.lower()
+        if name == "base" and self.base is None and (attrib.get("href") or "").strip():
+            self.base = attrib["href"].strip()
+        self.raw.extend(_candidates(name, attrib, self._open[-1] if self._open else None))
+        if name == "style":
+            self._style = []
+        if name not in _VOID_TAGS:
+            self._open.append(name)
+
+    def end(self, tag: Any) -> None:
+        if not isinstance(tag, str):
+            return
+        name = tag.lower()
+        if name == "style" and self._style is not None:
+            self.raw.extend(_css_urls("".join(self._style)))
+            self._style = None
+        if name in self._open:
+            while self._open and self._open.pop() != name:
+                pass
+
+    def data(self, text: str) -> None:
+        if self._style is not None:
+            self._style.append(text)
+
+    def comment(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class PageImages:
+    """The image URLs of one page; `truncated` when the page was bigger than the parse budget
+    (`max_page_tags`) or took longer than `page_parse_time_s`, so later images may be missing."""
+
+    urls: list[str]
+    truncated: bool = False
+
+
+def page_images(html: bytes | str, page_url: str, settings: Settings, content_type: str = "") -> PageImages:
+    """Absolute URLs of the images a page shows, in document order, without duplicates.
+
+    Parsed by libxml2's HTML parser (lxml), which is linear in the input however the tags are
+    broken, fed in chunks: parsing stops once the page holds more than `max_page_tags` tags and
+    attributes or after `page_parse_time_s`, with what was found so far. Meant to run off the
+    event loop (a thread is enough: the work it can do is bounded here)."""
+    collector = _Collector(settings.max_page_tags)
+    text = _as_text(html, content_type) if isinstance(html, bytes) else html
+    parser = etree.HTMLParser(target=collector, recover=True, no_network=True, remove_pis=True)
+    deadline = time.monotonic() + settings.page_parse_time_s
+    truncated = False
+    try:
+        for pos in range(0, len(text), PARSE_CHUNK):
+            parser.feed(text[pos : pos + PARSE_CHUNK])
+            if collector.over_budget or time.monotonic() > deadline:
+                truncated = True
+                break
+        parser.close()
+    except (etree.LxmlError, ValueError, LookupError, UnicodeError):
+        truncated = truncated or not collector.raw  # what was found before the parser gave up still counts
     base = page_url
-    base_tag = soup.find("base", href=True)
-    if isinstance(base_tag, Tag):
-        base = urljoin(page_url, str(base_tag["href"]).strip())
+    if collector.base is not None:
+        try:
+            base = urljoin(page_url, collector.base)
+        except ValueError:
+            pass
     seen: set[str] = set()
     urls: list[str] = []
-    for tag in soup.find_all(True):
-        for raw in _candidates(tag):
-            url = _absolute(raw, base)
-            if url is not None and url not in seen:
-                seen.add(url)
-                urls.append(url)
-    return urls
+    for raw in collector.raw:
+        url = _absolute(raw, base)
+        if url is not None and url not in seen:
+            seen.add(url)
+            urls.append(url)
+    return PageImages(urls, truncated or collector.over_budget)
+
+
+def extract_image_urls(html: bytes | str, page_url: str, settings: Settings | None = None, content_type: str = "") -> list[str]:
+    """`page_images(...).urls`, with the default limits unless `settings` are given."""
+    return page_images(html, page_url, settings or Settings(), content_type).urls
 
 
 def _absolute(raw: str, base: str) -> str | None:
@@ -169,24 +264,34 @@ def check_html(data: bytes, content_type: str) -> None:
 
 
 def _as_text(data: bytes, content_type: str) -> bytes | str:
-    """Decode with the header's charset when it names a real one; else let the parser sniff."""
+    """Decoded with the header's charset when it names a real text encoding; else the bytes, for
+    the parser to find a `<meta charset>` (or fall back to UTF-8). A header naming something odd
+    (`charset=idna`, `charset=base64`, a codec that throws) must not fail the page: bytes it is."""
     for param in content_type.split(";")[1:]:
         key, _, value = param.partition("=")
-        if key.strip().lower() == "charset":
-            try:
-                return data.decode(value.strip().strip('"'), errors="replace")
-            except LookupError:
-                break
+        if key.strip().lower() != "charset":
+            continue
+        name = value.strip().strip('"').strip("'")
+        try:
+            if not codecs.lookup(name)._is_text_encoding or name.lower() in _NOT_PAGE_ENCODINGS:
+                return data
+            return data.decode(name, errors="replace")
+        except (LookupError, UnicodeError, ValueError, TypeError):
+            return data
     return data
 
 
-async def fetch_page(fetcher: Fetcher, url: str, settings: Settings) -> PageScan:
-    """Download a page (capped at max_html_bytes) and list its images (capped at max_page_images)."""
+async def fetch_page(
+    fetcher: Fetcher, url: str, settings: Settings, off_loop: Callable[..., Awaitable[PageImages]] | None = None
+) -> PageScan:
+    """Download a page (capped at max_html_bytes) and list its images (capped at max_page_images).
+    The parse runs in `off_loop` (the pipeline's decode threads) or, without one, a thread."""
     check_url(url)
     result = await fetcher.fetch(
         url, max_bytes=settings.max_html_bytes, accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
     )
     check_html(result.data, result.content_type)
-    urls = extract_image_urls(_as_text(result.data, result.content_type), result.final_url)
-    truncated = len(urls) > settings.max_page_images
-    return PageScan(page_url=result.final_url, urls=urls[: settings.max_page_images], truncated=truncated)
+    run = off_loop or asyncio.to_thread
+    found = await run(page_images, result.data, result.final_url, settings, result.content_type)
+    truncated = found.truncated or len(found.urls) > settings.max_page_images
+    return PageScan(page_url=result.final_url, urls=found.urls[: settings.max_page_images], truncated=truncated)

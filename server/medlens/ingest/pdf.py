@@ -119,6 +119,7 @@ def _extract(doc: pymupdf.Document, settings: Settings) -> PdfExtraction:
     out = PdfExtraction(pages=doc.page_count, repaired=bool(doc.is_repaired))
     seen_xrefs: set[int] = set()
     seen_digests: set[bytes] = set()
+    held = 0  # pixels of the images kept so far
     if doc.page_count > settings.max_pdf_pages:
         out.truncated = True
     for page_no in range(min(doc.page_count, settings.max_pdf_pages)):
@@ -140,6 +141,10 @@ def _extract(doc: pymupdf.Document, settings: Settings) -> PdfExtraction:
             if width * height > settings.max_pixels:
                 out.skipped_large += 1
                 continue
+            if held + width * height > settings.max_pdf_pixels:  # the document's total: bounds its memory
+                out.skipped_large += 1
+                out.truncated = True
+                continue
             pymupdf.TOOLS.mupdf_warnings(reset=True)
             try:
                 image = _image_from_xref(doc, xref, smask)
@@ -160,6 +165,7 @@ def _extract(doc: pymupdf.Document, settings: Settings) -> PdfExtraction:
             if len(out.images) >= settings.max_pdf_images:
                 out.truncated = True
                 return out
+            held += image.width * image.height
             out.images.append(
                 PdfImage(
                     page=page_no + 1,

@@ -1,4 +1,10 @@
-"""`PdfWorkers`: a few warm PDF extraction processes, each killable, each replaced in time.
+"""`ExtractionWorkers`: a few warm extraction processes, each killable, each replaced in time.
+
+One pool class serves every kind of heavy or crash-prone extraction, each kind with its own
+child program and protocol (`ChildKind`): PDFs (`PdfWorkers`, `python -m medlens.ingest.pdf`)
+and videos and e-books (`media_workers`, `python -m medlens.ingest.media_worker`). What follows
+is said of PDFs; the media kind has the same rules with `video_time_limit_s` and
+`extraction_timeout`.
 
 Starting Python and importing MuPDF costs about a second, which a fresh process per PDF paid on
 every document, even an empty or broken one. So the server keeps up to `pdf_workers` processes
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from medlens.errors import MedLensError
 from medlens.ingest.pdf import (
@@ -43,6 +50,27 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
 
 
+@dataclass(frozen=True)
+class ChildKind:
+    """One kind of extraction process: how to start it, talk to it and name its failures."""
+
+    what: str                                            # in messages: "PDF", "video or e-book"
+    start: Callable[[], Awaitable[asyncio.subprocess.Process]]
+    ready: bytes                                         # what the child says once its imports are done
+    request: Callable[[bytes, Settings, dict[str, Any]], bytes]
+    answer: Callable[[asyncio.StreamReader], Awaitable[Any]]
+    time_limit: Callable[[Settings], float]
+    timeout_code: str
+    crash_code: str
+    check: Callable[[bytes, Settings], None]             # refusals that need no process
+
+
+PDF_CHILD = ChildKind(
+    "PDF", start_child, READY, lambda data, settings, job: request_frames(data, settings), read_answer,
+    lambda settings: settings.pdf_time_limit_s, "pdf_timeout", "pdf_malformed", check_pdf_bytes,
+)
+
+
 class _DeadBeforeSent(Exception):
     """The process was gone before it could take the document."""
 
@@ -62,12 +90,13 @@ class _Worker:
         close_input(self.proc)
 
 
-class PdfWorkers:
-    """Use as `async with PdfWorkers(settings) as workers: await workers.extract(data)`."""
+class ExtractionWorkers:
+    """Use as `async with ExtractionWorkers(settings, kind, size) as workers: await workers.extract(data)`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, kind: ChildKind, size: int) -> None:
         self.settings = settings
-        self.size = max(0, settings.pdf_workers)
+        self.kind = kind
+        self.size = max(0, size)
         self.max_jobs = max(1, settings.pdf_worker_max_jobs)
         self.started = 0  # processes started so far (health of the pool, for tests and benchmarks)
         self._idle: list[_Worker] = []
@@ -77,7 +106,7 @@ class PdfWorkers:
         self._reaping: set[asyncio.Future[int]] = set()
         self._closed = False
 
-    async def __aenter__(self) -> "PdfWorkers":
+    async def __aenter__(self) -> "ExtractionWorkers":
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -85,8 +114,8 @@ class PdfWorkers:
 
     @property
     def idle(self) -> int:
-        """Processes started and waiting for a document."""
-        return len(self._idle)
+        """Processes started and waiting for a document (one known to have died is not waiting)."""
+        return sum(worker.alive for worker in self._idle)
 
     def warm_up(self) -> None:
         """Start the processes now, in the background, so the first PDF finds them ready."""
@@ -111,22 +140,22 @@ class PdfWorkers:
         self._live.clear()
         self._idle.clear()
 
-    async def extract(self, data: bytes) -> PdfExtraction:
-        """Every image of the PDF, extracted by a warm process within pdf_time_limit_s."""
-        check_pdf_bytes(data, self.settings)
+    async def extract(self, data: bytes, **job: Any) -> Any:
+        """The child's answer for `data` (and the `job` fields), from a warm process within the time limit."""
+        self.kind.check(data, self.settings)
         if self.size == 0:
-            return await extract_pdf_images_limited(data, self.settings)
+            return await self.one_off(data)
         if self._closed:
-            raise MedLensError("internal", "PDF extraction is shutting down")
+            raise MedLensError("internal", f"{self.kind.what} extraction is shutting down")
         async with self._slots:
             worker = self._take_idle() or await self._start()
             for attempt in (1, 2):
                 try:
-                    result = await self._run(worker, data)
+                    result = await self._run(worker, data, job)
                 except _DeadBeforeSent:  # died while idle: not this PDF's fault, so one fresh try
                     self._retire(worker)
                     if attempt == 2:
-                        raise MedLensError("internal", "PDF extraction processes keep dying") from None
+                        raise MedLensError("internal", f"{self.kind.what} extraction processes keep dying") from None
                     worker = await self._start()
                     continue
                 except ChildReported:  # a clean "no": the process is fine for the next PDF
@@ -138,6 +167,10 @@ class PdfWorkers:
                 self._release(worker)
                 return result
             raise AssertionError("unreachable")
+
+    async def one_off(self, data: bytes) -> Any:
+        """Without warm processes (size 0): a fresh process for this one document (PDFs only)."""
+        raise MedLensError("internal", f"{self.kind.what} extraction needs at least one worker process")
 
     def _take_idle(self) -> _Worker | None:
         while self._idle:
@@ -156,27 +189,27 @@ class PdfWorkers:
         else:
             self._idle.append(worker)
 
-    async def _run(self, worker: _Worker, data: bytes) -> PdfExtraction:
+    async def _run(self, worker: _Worker, data: bytes, job: dict[str, Any]) -> Any:
         proc = worker.proc
         assert proc.stdin is not None and proc.stdout is not None
-        limit = self.settings.pdf_time_limit_s
+        limit = self.kind.time_limit(self.settings)
         try:
             async with asyncio.timeout(limit):
                 try:
-                    proc.stdin.write(request_frames(data, self.settings))
+                    proc.stdin.write(self.kind.request(data, self.settings, job))
                     await proc.stdin.drain()
                 except ConnectionError as exc:
                     raise _DeadBeforeSent() from exc
-                return await read_answer(proc.stdout)
+                return await self.kind.answer(proc.stdout)
         except TimeoutError as exc:
-            raise MedLensError("pdf_timeout", f"PDF extraction took longer than {limit}s") from exc
+            raise MedLensError(self.kind.timeout_code, f"{self.kind.what} extraction took longer than {limit}s") from exc
         except (asyncio.IncompleteReadError, ConnectionError, ValueError, KeyError, TypeError) as exc:
             worker.kill()
             code = await proc.wait()
-            raise MedLensError("pdf_malformed", f"PDF extraction failed (worker exit code {code})") from exc
+            raise MedLensError(self.kind.crash_code, f"{self.kind.what} extraction failed (worker exit code {code})") from exc
 
     async def _start(self) -> _Worker:
-        proc = await start_child()
+        proc = await self.kind.start()
         worker = _Worker(proc)
         self._live.add(worker)
         self.started += 1
@@ -184,12 +217,12 @@ class PdfWorkers:
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 ready = await read_frame_async(proc.stdout)
-            if ready != READY:
+            if ready != self.kind.ready:
                 raise ValueError(ready[:40])
         except BaseException as exc:
             self._forget(worker)
             if isinstance(exc, (asyncio.IncompleteReadError, ValueError, TimeoutError)):
-                raise MedLensError("internal", "a PDF extraction process failed to start") from exc
+                raise MedLensError("internal", f"a {self.kind.what} extraction process failed to start") from exc
             raise
         return worker
 
@@ -217,9 +250,22 @@ class PdfWorkers:
         try:
             worker = await self._start()
         except MedLensError:
-            log.warning("a PDF extraction process failed to start; the next PDF will try again")
+            log.warning("a %s extraction process failed to start; the next one will try again", self.kind.what)
             return
         if self._closed or len(self._idle) >= self.size:
             self._forget(worker)
         else:
             self._idle.append(worker)
+
+
+class PdfWorkers(ExtractionWorkers):
+    """The PDF pool: `pdf_workers` processes; `extract(data)` -> `PdfExtraction`."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, PDF_CHILD, settings.pdf_workers)
+
+    async def extract(self, data: bytes, **job: Any) -> PdfExtraction:
+        return await super().extract(data, **job)
+
+    async def one_off(self, data: bytes) -> PdfExtraction:
+        return await extract_pdf_images_limited(data, self.settings)

@@ -106,7 +106,8 @@ def _foreign_caller(caller: Sequence[str]) -> MedLensError | None:
     path and the add-on ID). A named caller that is not MedLens is refused even if a host manifest
     was edited to let it in. Run by hand (no caller named), the host answers: whoever can run it
     can read the token file anyway."""
-    named = [arg for arg in caller if arg.startswith("chrome-extension://") or "@" in arg]
+    named = [arg for arg in caller if arg.startswith("chrome-extension://")
+             or ("/" not in arg and ("@" in arg or arg.startswith("{")))]  # a Firefox ID, not the manifest's path
     if not named or any(arg.rstrip("/") in ALLOWED_CALLERS for arg in named):
         return None
     log.warning("refused caller %s", named)

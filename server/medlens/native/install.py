@@ -99,26 +99,36 @@ def firefox_manifest(launcher: Path) -> dict[str, object]:
             "allowed_extensions": [FIREFOX_EXTENSION_ID]}
 
 
-def launcher_script(python: str, config_dir: str | None, env: Mapping[str, str] | None = None) -> str:
-    """The launcher: this Python, this medlens. A checkout run with PYTHONPATH (no install) gets
-    that path baked in, so the browser runs the same code as the `medlens install` that wrote it."""
+def checkout_path(env: Mapping[str, str] | None = None) -> str | None:
+    """The folder holding this medlens when it runs from a checkout through PYTHONPATH (no install):
+    the launcher and the unit then set it too, so they run the same code as `medlens install`."""
     env = os.environ if env is None else env
     package_root = str(Path(medlens.__file__).resolve().parent.parent)
+    return package_root if package_root in (env.get("PYTHONPATH") or "").split(os.pathsep) else None
+
+
+def _medlens_command(python: str, config_dir: str | None, command: str) -> str:
+    parts = [python, "-m", "medlens.cli"] + (["--config-dir", config_dir] if config_dir else []) + [command]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def launcher_script(python: str, config_dir: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The launcher: this Python, this medlens, and the browser's arguments."""
     lines = ["#!/bin/sh",
              "# MedLens native messaging host, written by `medlens install`; `medlens uninstall` removes it."]
-    if package_root in (env.get("PYTHONPATH") or "").split(os.pathsep):
-        lines.append(f"export PYTHONPATH={shlex.quote(package_root)}")
-    command = [python, "-m", "medlens.cli"] + (["--config-dir", config_dir] if config_dir else []) + ["native-host"]
-    lines.append(f'exec {" ".join(shlex.quote(part) for part in command)} "$@"')
+    if (checkout := checkout_path(env)) is not None:
+        lines.append(f"export PYTHONPATH={shlex.quote(checkout)}")
+    lines.append(f'exec {_medlens_command(python, config_dir, "native-host")} "$@"')
     return "\n".join(lines) + "\n"
 
 
-def unit_file(python: str, config_dir: str | None) -> str:
-    command = [python, "-m", "medlens.cli"] + (["--config-dir", config_dir] if config_dir else []) + ["serve"]
+def unit_file(python: str, config_dir: str | None, env: Mapping[str, str] | None = None) -> str:
+    checkout = checkout_path(env)
     return "\n".join([
         "# Written by `medlens install --autostart`; `medlens uninstall` removes it.",
         "[Unit]", "Description=MedLens local image classifier for the browser extension", "",
-        "[Service]", f"ExecStart={' '.join(shlex.quote(part) for part in command)}", "Restart=on-failure", "",
+        "[Service]", *([f"Environment=PYTHONPATH={checkout}"] if checkout else []),
+        f"ExecStart={_medlens_command(python, config_dir, 'serve')}", "Restart=on-failure", "",
         "[Install]", "WantedBy=default.target", ""])
 
 

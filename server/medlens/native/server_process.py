@@ -60,14 +60,18 @@ def lock_path(settings: Settings) -> Path:
 
 
 def log_path(settings: Settings, name: str) -> Path:
-    """`<cache folder>/logs/<name>`, moved aside to `<name>.1` once over MAX_LOG_BYTES."""
+    """`<cache folder>/logs/<name>`, moved aside to `<name>.1` once over MAX_LOG_BYTES. Private
+    (0600 in a 0700 folder): the server's banner in serve.log holds the page's address with the token."""
     path = settings.cache_path / "logs" / name
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
     try:
         if path.stat().st_size > MAX_LOG_BYTES:
             os.replace(path, path.with_name(name + ".1"))
     except FileNotFoundError:
         pass
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(path, 0o600)
     return path
 
 

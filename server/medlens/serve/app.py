@@ -8,9 +8,13 @@ program all get the same start-up and a clean shutdown; the app itself only wire
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable
+import logging
+from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from medlens.errors import plain_reason
 
 from medlens.ingest.fetch import Fetcher
 from medlens.model.classifier import Classifier
@@ -24,12 +28,37 @@ from medlens.serve.webpage import page_routes
 from medlens.settings import Settings
 
 
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """What the server's `web.AppRunner` needs beyond the app: a connection that holds no complete
+    request for idle_timeout_s (idle keep-alive, or headers trickling in) is closed; aiohttp's
+    own default keeps it an hour."""
+    return {"keepalive_timeout": settings.idle_timeout_s}
+
+
+class MalformedRequestLog(logging.Filter):
+    """aiohttp logs every request it cannot parse (a port scanner, a bad client) as an ERROR with a
+    traceback; that is the client's fault, so it becomes one WARNING line naming the peer and why."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed request from %s: %s", (peer, plain_reason(exc)[:200])
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_MALFORMED = MalformedRequestLog()
+
+
 def init_app(
     settings: Settings, classifier: Classifier | None = None, *, fetcher: Fetcher | None = None
 ) -> web.Application:
     """The MedLens app. `classifier` is loaded from `settings` at start-up when not given (tests
     and the e2e fixtures pass one loaded once per session). `fetcher` replaces the download
     client (tests give one with a test resolver); the app starts and closes it either way."""
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED)  # the same filter object: added once
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[keys.SETTINGS] = settings
     app[keys.PAGE_SECRET] = new_page_secret()

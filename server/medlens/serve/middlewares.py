@@ -5,11 +5,12 @@
   gets `API_HEADERS` (nosniff, CORP same-origin, no-store).
 - `error_middleware` is the one place where exceptions become `{"error": {"code", "message"}}`
   with the code's HTTP status (and Retry-After for queue_full). Handlers just raise.
-- `security_middleware` refuses foreign Hosts, web Origins other than the server's own page
-  (whatever the route, since a page can POST text/plain without a preflight), answers
-  preflights, records what the request proved (`keys.ACCESS`: extension, token, page session)
-  and requires the token or the page's session on classify routes. It runs before any handler
-  reads the body.
+- `security_middleware` refuses peers beyond loopback (unless the server was bound beyond it on
+  purpose: then they need the token on every `/v1` route), foreign Hosts, web Origins other than
+  the server's own page (whatever the route, since a page can POST text/plain without a
+  preflight), answers preflights, records what the request proved (`keys.ACCESS`: extension,
+  token, page session) and requires the token or the page's session on classify routes. It runs
+  before any handler reads the body.
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ from medlens.pipeline.batcher import QueueFull
 from medlens.serve.security import (
     Access,
     bearer_token,
+    binds_beyond_loopback,
     host_allowed,
     is_extension_origin,
+    is_loopback_address,
     is_own_origin,
     origin_allowed,
-    page_cookie_name,
-    page_session_valid,
     token_matches,
 )
 
 log = logging.getLogger(__name__)
 
+API_PREFIX = "/v1/"
 TOKEN_ROUTES_PREFIX = "/v1/classify"
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type"
@@ -100,6 +102,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[keys.SETTINGS]
+    remote = not is_loopback_address(request.remote)
+    if remote and not binds_beyond_loopback(settings.host):
+        raise MedLensError("forbidden_peer", "only programs on this computer may use the MedLens server")
     port = _local_port(request)
     host = request.headers.get("Host")
     if port is None or not host_allowed(host, port):
@@ -109,29 +115,26 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         raise MedLensError("forbidden_origin", "web pages may not use the MedLens server; only its browser extension and its own page")
     if request.method == "OPTIONS":
         return _preflight(request)
-    access = _access(request, port, origin, host)
+    access = _access(request)
     request[keys.ACCESS] = access
-    settings = request.app[keys.SETTINGS]
+    if remote and request.path.startswith(API_PREFIX) and not access.authorized:
+        # Listening beyond loopback on purpose: every other machine must hold the token, on every route.
+        raise MedLensError("unauthorized", "this server is reachable from the network: send the token on every request")
     if settings.token_required and request.path.startswith(TOKEN_ROUTES_PREFIX) and not access.authorized:
         if is_own_origin(origin, host):
-            raise MedLensError("unauthorized", "the page's session is missing or expired (the server restarted?): reload the page")
+            raise MedLensError("unauthorized", "this page's session is missing or ended (the server restarted?): "
+                               "open the page again with `medlens page`")
         raise MedLensError("unauthorized", "missing or wrong token: pair with the token `medlens token` prints")
     return await handler(request)
 
 
-def _access(request: web.Request, port: int, origin: str | None, host: str | None) -> Access:
+def _access(request: web.Request) -> Access:
     """What the request proved: an extension Origin, the install token, the page's session."""
+    given = bearer_token(request.headers.get("Authorization"))
     return Access(
-        extension=is_extension_origin(origin),
-        token=token_matches(bearer_token(request.headers.get("Authorization")), request.app[keys.TOKEN]),
-        page=page_session_valid(
-            request.cookies.get(page_cookie_name(port)),
-            request.app[keys.PAGE_SECRET],
-            origin=origin,
-            host=host,
-            method=request.method,
-            fetch_site=request.headers.get("Sec-Fetch-Site"),
-        ),
+        extension=is_extension_origin(request.headers.get("Origin")),
+        token=token_matches(given, request.app[keys.TOKEN]),
+        page=token_matches(given, request.app[keys.PAGE_SECRET]),
     )
 
 

@@ -8,25 +8,28 @@ room, so an overloaded server says 503 before it reads megabytes it cannot serve
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import math
-from typing import Any
+from typing import Any, AsyncIterator
 
 from aiohttp import BodyPartReader, web
 
 from medlens import API_VERSION, __version__
 from medlens.errors import MedLensError, plain_reason
 from medlens.fairness import start_request
+from medlens.ingest.load import read_cap
+from medlens.ingest.sources import RAW_MEDIA_PREFIXES
 from medlens.serve import keys
+from medlens.serve.json_body import parse_json_body
 from medlens.serve.pairing import handle_pair
-from medlens.pipeline.pipeline import Pipeline
+from medlens.pipeline.pipeline import Pipeline, start_pixel_budget
 from medlens.pipeline.results import error_result, upload_source
 from medlens.settings import Settings
 
 routes = web.RouteTableDef()
 
 CHUNK = 64 * 1024
-RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
+OFF_LOOP_JSON_BYTES = 256 * 1024  # larger JSON bodies are measured and parsed in a thread
 RAW_PDF_TYPES = ("application/pdf", "application/octet-stream")
 # What /v1/health reports as `limits`: request body and per-item sizes, items per request, and
 # the caps that make a PDF or a page scan come back truncated.
@@ -40,6 +43,7 @@ CLIENT_LIMITS = (
     "max_page_images",
     "max_pixels",
     "min_side",
+    "max_file_bytes",
 )
 
 
@@ -111,32 +115,36 @@ async def classify_images(request: web.Request) -> web.Response:
             done.set_result(error_result(source, data))
             items.append(done)
         else:
-            items.append(asyncio.ensure_future(pipeline.classify_bytes(source, data, threshold)))
+            name = source.removeprefix("upload:")
+            items.append(asyncio.ensure_future(pipeline.classify_bytes(source, data, threshold, name=name)))
 
     try:
-        if request.content_type.startswith("multipart/"):
-            budget = _Budget(settings.max_body_bytes)
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                if not isinstance(part, BodyPartReader) or part.name != "file":
-                    continue
-                _check_items(len(items) + 1, settings)
+        async with _body_deadline(settings.body_timeout_s):
+            if request.content_type.startswith("multipart/"):
+                budget = _Budget(settings.max_body_bytes)
+                reader = await request.multipart()
+                while (part := await reader.next()) is not None:
+                    if not isinstance(part, BodyPartReader) or part.name != "file":
+                        await _drain(part, budget)  # counted against max_body_bytes all the same
+                        continue
+                    _check_items(len(items) + 1, settings)
+                    try:
+                        add(upload_source(part.filename), await _read_part(part, read_cap(settings), budget, "file"))
+                    except _ItemTooLarge as exc:
+                        add(upload_source(part.filename), exc.error)
+                if not items:
+                    raise MedLensError("invalid_request", 'no "file" field in the multipart body')
+            elif request.content_type.startswith(RAW_MEDIA_PREFIXES):
+                source = upload_source(request.query.get("name"))
                 try:
-                    add(upload_source(part.filename), await _read_part(part, settings.max_image_bytes, budget, "image"))
+                    add(source, await _read_raw(request, read_cap(settings), settings.max_body_bytes, "file"))
                 except _ItemTooLarge as exc:
-                    add(upload_source(part.filename), exc.error)
-            if not items:
-                raise MedLensError("invalid_request", 'no "file" field in the multipart body')
-        elif request.content_type.startswith(RAW_IMAGE_TYPES):
-            source = upload_source(request.query.get("name"))
-            try:
-                add(source, await _read_raw(request, settings.max_image_bytes, settings.max_body_bytes, "image"))
-            except _ItemTooLarge as exc:
-                add(source, exc.error)
-        else:
-            raise MedLensError(
-                "unsupported_media_type", f"send multipart/form-data or a raw image body, not {request.content_type}"
-            )
+                    add(source, exc.error)
+            else:
+                raise MedLensError(
+                    "unsupported_media_type", f"send multipart/form-data or a raw image, document, archive or video "
+                    f"body, not {request.content_type}"
+                )
         results = await asyncio.gather(*items)
     except BaseException:  # the request failed or was cancelled: its items stop too
         for item in items:
@@ -153,25 +161,63 @@ async def classify_pdf(request: web.Request) -> web.Response:
     name = request.query.get("name") or "document.pdf"
     data: bytes | None = None
     try:
+        async with _body_deadline(settings.body_timeout_s):
+            if request.content_type.startswith("multipart/"):
+                reader = await request.multipart()
+                budget = _Budget(settings.max_body_bytes)
+                while (part := await reader.next()) is not None:
+                    if isinstance(part, BodyPartReader) and part.name == "file":
+                        name = part.filename or name
+                        data = await _read_part(part, settings.max_pdf_bytes, budget, "PDF")
+                        break
+                    await _drain(part, budget)
+                if data is None:
+                    raise MedLensError("invalid_request", 'no "file" field in the multipart body')
+            elif request.content_type.startswith(RAW_PDF_TYPES):
+                data = await _read_raw(request, settings.max_pdf_bytes, settings.max_body_bytes, "PDF")
+            else:
+                raise MedLensError(
+                    "unsupported_media_type", f"send multipart/form-data or application/pdf, not {request.content_type}"
+                )
+    except _ItemTooLarge as exc:
+        raise exc.error from None  # one PDF: too large is the answer to the request
+    return web.json_response(await pipeline.classify_pdf(data, name, threshold=threshold))
+
+
+@routes.post("/v1/classify/video")
+async def classify_video(request: web.Request) -> web.Response:
+    """A video as an upload (multipart `file`, or the raw body) or a URL (`{"url": ...}`)."""
+    settings, pipeline = _admit(request)
+    threshold = _threshold(request.query.get("threshold"))
+    name = request.query.get("name") or "video"
+    cap = settings.max_file_bytes
+    try:
+        if request.content_type == "application/json":
+            body = await _json_body(request)
+            url = body.get("url")
+            if not isinstance(url, str) or not url:
+                raise MedLensError("invalid_request", '"url" must be the video URL')
+            answer = await pipeline.classify_video(url, url=url, threshold=_threshold(body.get("threshold")))
+            return web.json_response(answer)
         if request.content_type.startswith("multipart/"):
+            data = None
             reader = await request.multipart()
             budget = _Budget(settings.max_body_bytes)
             while (part := await reader.next()) is not None:
                 if isinstance(part, BodyPartReader) and part.name == "file":
                     name = part.filename or name
-                    data = await _read_part(part, settings.max_pdf_bytes, budget, "PDF")
+                    data = await _read_part(part, cap, budget, "video")
                     break
             if data is None:
                 raise MedLensError("invalid_request", 'no "file" field in the multipart body')
-        elif request.content_type.startswith(RAW_PDF_TYPES):
-            data = await _read_raw(request, settings.max_pdf_bytes, settings.max_body_bytes, "PDF")
+        elif request.content_type.startswith(("video/", "application/octet-stream")):
+            data = await _read_raw(request, cap, settings.max_body_bytes, "video")
         else:
-            raise MedLensError(
-                "unsupported_media_type", f"send multipart/form-data or application/pdf, not {request.content_type}"
-            )
+            raise MedLensError("unsupported_media_type", f"send multipart/form-data, a video/* body or "
+                               f"application/json with a URL, not {request.content_type}")
     except _ItemTooLarge as exc:
-        raise exc.error from None  # one PDF: too large is the answer to the request
-    return web.json_response(await pipeline.classify_pdf(data, name, threshold=threshold))
+        raise exc.error from None  # one video: too large is the answer to the request
+    return web.json_response(await pipeline.classify_video(name, data=data, threshold=threshold))
 
 
 @routes.post("/v1/classify/page")
@@ -192,6 +238,7 @@ def _admit(request: web.Request) -> tuple[Settings, Pipeline]:
     settings = request.app[keys.SETTINGS]
     request.app[keys.BATCHER].check_capacity(settings.retry_after_s)
     start_request()  # from here on this request takes turns with the others wherever work waits
+    start_pixel_budget(settings)  # and shares one max_request_pixels budget
     declared = request.content_length
     if declared is not None and declared > settings.max_body_bytes:
         raise MedLensError("body_too_large", f"request body of {declared} bytes is over the limit of {settings.max_body_bytes}")
@@ -206,34 +253,38 @@ def _check_items(count: int, settings: Settings) -> None:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise MedLensError("unsupported_media_type", f"send application/json, not {request.content_type or 'no Content-Type'}")
-    try:
-        body = await request.json()  # capped by the app's client_max_size (max_body_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MedLensError("invalid_json", f"body is not valid JSON: {plain_reason(exc)}") from exc
-    except RecursionError:
-        raise MedLensError("invalid_json", "body is nested too deeply to parse") from None
-    limit = request.app[keys.SETTINGS].max_json_depth
-    if json_depth(body, limit) > limit:
-        raise MedLensError("invalid_json", f"body is nested more than {limit} levels deep")
+    settings = request.app[keys.SETTINGS]
+    raw = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    limits = {"max_depth": settings.max_json_depth, "max_values": settings.max_json_values}
+    if len(raw) > OFF_LOOP_JSON_BYTES:
+        body = await asyncio.to_thread(parse_json_body, raw, **limits)
+    else:
+        body = parse_json_body(raw, **limits)
     if not isinstance(body, dict):
         raise MedLensError("invalid_request", "body must be a JSON object")
     return body
 
 
-def json_depth(value: Any, stop_after: int) -> int:
-    """Nesting depth of parsed JSON, counted without recursion and only up to `stop_after` + 1:
-    a hostile body must not make the check itself blow the stack."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if not isinstance(item, (list, dict)):
-            continue
-        deepest = max(deepest, depth)
-        if deepest > stop_after:
-            return deepest
-        stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
+async def _read_body(request: web.Request, cap: int, timeout_s: float) -> bytes:
+    """The whole body, at most `cap` bytes (a chunked body declares no length), within `timeout_s`."""
+    buf = bytearray()
+    async with _body_deadline(timeout_s):
+        async for chunk in request.content.iter_chunked(CHUNK):
+            buf += chunk
+            if len(buf) > cap:
+                raise MedLensError("body_too_large", f"request body is over the limit of {cap} bytes")
+    return bytes(buf)
+
+
+@contextlib.asynccontextmanager
+async def _body_deadline(timeout_s: float) -> AsyncIterator[None]:
+    """Reading a body must end within body_timeout_s: a client trickling bytes holds a connection
+    and, for uploads, memory."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError:
+        raise MedLensError("body_timeout", f"the request body did not arrive within {timeout_s:g} s (body_timeout_s)") from None
 
 
 def _threshold(value: Any) -> float | None:
@@ -268,6 +319,16 @@ class _Budget:
         self.used += n
         if self.used > self.limit:
             raise MedLensError("body_too_large", f"request body is over the limit of {self.limit} bytes")
+
+
+async def _drain(part: Any, budget: _Budget) -> None:
+    """Read and drop a part that is not a file (a nested multipart included), counting its bytes."""
+    if isinstance(part, BodyPartReader):
+        while chunk := await part.read_chunk(CHUNK):
+            budget.spend(len(chunk))
+        return
+    while (inner := await part.next()) is not None:
+        await _drain(inner, budget)
 
 
 async def _read_part(part: BodyPartReader, cap: int, budget: _Budget, what: str) -> bytes:

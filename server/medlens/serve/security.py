@@ -10,9 +10,12 @@ resolve to 127.0.0.1. So three independent checks, each enough on its own for it
   checked Host); any other web origin is refused outright.
 - Token: a per-install secret in the user's config folder that only the user can paste into the
   extension; compared in constant time.
-- The page's session: a per-process secret in an HttpOnly, SameSite=Strict cookie, which counts
-  only with the page's own Origin (or, on a GET, `Sec-Fetch-Site: same-origin`), because a
-  browser also sends that cookie to requests from other ports of the same host.
+- The page's session: a per-process secret the page obtains only by proving it holds the token
+  (`POST /v1/session` with the token from its `?token=` address), keeps in its tab's
+  sessionStorage (isolated by scheme, name *and port*) and sends as `Authorization: Bearer`.
+  Unlike a cookie, the browser never attaches it by itself, to this port or any other.
+- The peer: only loopback clients, unless the user chose to listen beyond loopback; then every
+  `/v1` route wants the token or the page's session, from every client.
 
 The middleware in `middlewares.py` applies these; nothing here knows about aiohttp.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import hmac
+import ipaddress
 import os
 import re
 import secrets
@@ -202,15 +206,6 @@ def origin_allowed(origin: str | None) -> bool:
 # ---------------------------------------------------------------- the server's own page
 
 
-PAGE_COOKIE_PREFIX = "medlens_session_"
-SAME_ORIGIN_FETCH = "same-origin"
-
-
-def page_cookie_name(port: int) -> str:
-    """Cookies are shared by every port of a host, so each server names its own by its port."""
-    return f"{PAGE_COOKIE_PREFIX}{port}"
-
-
 def new_page_secret() -> str:
     """The page's session secret: new for every server process, so a leaked one dies with it."""
     return secrets.token_urlsafe(TOKEN_BYTES)
@@ -227,21 +222,28 @@ def is_own_origin(origin: str | None, host: str | None) -> bool:
     return origin.strip().lower() == "http://" + host.strip().lower()
 
 
-def page_session_valid(
-    cookie: str | None, secret: str, *, origin: str | None, host: str | None, method: str, fetch_site: str | None
-) -> bool:
-    """The page's session: the right cookie AND proof, from headers only a browser sets, that
-    the request comes from the page itself.
+# ---------------------------------------------------------------- who is at the other end
 
-    A POST carries Origin in every browser, which must be the page's. A same-origin GET carries
-    no Origin, so it must say `Sec-Fetch-Site: same-origin`; a GET from another site or another
-    port of 127.0.0.1 (same-site, so it would carry a SameSite=Strict cookie) says otherwise.
-    """
-    if not token_matches(cookie, secret):
+
+def is_loopback_address(address: str | None) -> bool:
+    """Whether a peer address is this machine's loopback (127.0.0.0/8, ::1, or v4-mapped 127.x)."""
+    if not address:
         return False
-    if origin is not None:
-        return is_own_origin(origin, host)
-    return method in ("GET", "HEAD") and fetch_site == SAME_ORIGIN_FETCH
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def binds_beyond_loopback(host: str) -> bool:
+    """Whether listening on `host` lets other machines connect: anything but a loopback name or address."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return False
+    return not is_loopback_address(name)  # "" and "0.0.0.0" mean every interface
 
 
 @dataclass(frozen=True)

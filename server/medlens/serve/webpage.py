@@ -2,10 +2,12 @@
 and read the results; the page calls the same `/v1` routes as the extension.
 
 The files ship in the package (`serve/page/`) and are served from a fixed list, so no part of a
-URL ever becomes a path. `GET /` also hands out the page's session: a per-process secret in a
-`SameSite=Strict; HttpOnly; Path=/` cookie. The security middleware accepts that cookie only
-together with the page's own Origin (see `security.page_session_valid`); the headers below keep
-other sites from framing, embedding or reading the page.
+URL ever becomes a path. `GET /` is the same static page for everyone and holds no secret:
+without a session it only says how to open it (`medlens page`, or the `/?token=…` address that
+`medlens serve` prints). The page's script trades the token from its address for the page's
+session at `POST /v1/session` (and drops the token from the address bar at once); only proof
+of the token gets a session. The headers below keep other sites from framing, embedding or
+reading the page.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from aiohttp import web
 
 from medlens.errors import MedLensError
 from medlens.serve import keys
-from medlens.serve.security import page_cookie_name
 
 INDEX = "index.html"
 ASSETS = {
@@ -63,15 +64,20 @@ def page_file(name: str) -> bytes:
 
 @page_routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    resp = web.Response(body=page_file(INDEX), content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
-    resp.set_cookie(
-        page_cookie_name(_host_port(request)),
-        request.app[keys.PAGE_SECRET],
-        path="/",
-        httponly=True,
-        samesite="Strict",
-    )
-    return resp
+    return web.Response(body=page_file(INDEX), content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+
+
+@page_routes.post("/v1/session")
+async def session(request: web.Request) -> web.Response:
+    """The page's session for whoever proves the install token (`Authorization: Bearer`): a
+    per-process secret the page keeps in its tab's sessionStorage and sends as its bearer.
+    With --no-token every local program may classify anyway, so the page gets it without proof."""
+    settings = request.app[keys.SETTINGS]
+    access = request[keys.ACCESS]
+    if settings.token_required and not access.authorized:
+        raise MedLensError("unauthorized", "open the page with `medlens page` (or the address with ?token= that "
+                           "`medlens serve` printed): a session needs the token")
+    return web.json_response({"session": request.app[keys.PAGE_SECRET]})
 
 
 @page_routes.get(ASSET_PREFIX + "{name}")
@@ -80,8 +86,3 @@ async def asset(request: web.Request) -> web.Response:
     if name not in ASSETS:
         raise MedLensError("not_found", f"no page file {name!r}")
     return web.Response(body=page_file(name), content_type=ASSETS[name], charset="utf-8", headers=PAGE_HEADERS)
-
-
-def _host_port(request: web.Request) -> int:
-    """The port named by the Host header, which the security middleware already matched to ours."""
-    return int(request.headers["Host"].rpartition(":")[2])

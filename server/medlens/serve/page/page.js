@@ -1,7 +1,9 @@
 // MedLens's own page: drop files or paste URLs, see each image labelled, filter, download.
-// Plain script, no build step. Every request goes to this page's own origin: the browser adds
-// the Origin header and the SameSite=Strict session cookie, which is all the server accepts
-// from a page. Nothing the server or a URL says is ever parsed as HTML (textContent only).
+// Plain script, no build step. Every request goes to this page's own origin with the page's
+// session as its bearer: a secret the server hands out only for the token (from the page's
+// `?token=` address, dropped from the address bar at once), kept in this tab's sessionStorage,
+// which no other origin, port included, can read. Nothing the server or a URL says is ever
+// parsed as HTML (textContent only).
 "use strict";
 
 (() => {
@@ -37,12 +39,17 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  const SESSION_KEY = "medlens-session";
+  let session = sessionStorage.getItem(SESSION_KEY);
+
   /** One request to this server: JSON answer or an ApiError; a full queue is retried after Retry-After. */
   async function request(path, init, onBusy) {
+    const headers = { ...((init && init.headers) || {}) };
+    if (session && !headers.Authorization) headers.Authorization = `Bearer ${session}`;
     for (let attempt = 0; ; attempt++) {
       let resp;
       try {
-        resp = await fetch(path, { credentials: "same-origin", cache: "no-store", ...init });
+        resp = await fetch(path, { credentials: "omit", cache: "no-store", ...init, headers });
       } catch (err) {
         throw new ApiError("server_down", "No answer from the MedLens server.");
       }
@@ -61,7 +68,7 @@
         await sleep(wait * 1000);
         continue;
       }
-      if (error.code === "unauthorized") showSessionExpired();
+      if (error.code === "unauthorized" && path !== SESSION_PATH) showSessionExpired();
       throw error;
     }
   }
@@ -85,7 +92,7 @@
     }
     if (!health.model) {
       // Only the minimal answer: the server did not recognise this page's session.
-      showServer("session", "Connected, but this page's session is not valid. Reload the page.");
+      showServer("session", "Connected, but this page's session is not valid: run `medlens page`.");
       return;
     }
     state.health = health;
@@ -99,7 +106,8 @@
     $("server-details").hidden = false;
     const l = state.limits;
     $("limits").textContent =
-      `JPEG, PNG, GIF, WebP, BMP, TIFF up to ${formatBytes(l.max_image_bytes)} each; PDFs up to ${formatBytes(l.max_pdf_bytes)}.`;
+      `Images (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF, JPEG 2000) up to ${formatBytes(l.max_image_bytes)} each; PDFs up to ${formatBytes(l.max_pdf_bytes)}; ` +
+      `office files, e-books, archives, DICOM and videos up to ${formatBytes(l.max_file_bytes || l.max_image_bytes)}.`;
   }
 
   function showServer(kind, text) {
@@ -108,17 +116,52 @@
     if (kind !== "ok") $("server-details").hidden = true;
   }
 
+  const SESSION_PATH = "/v1/session";
+
+  /** The page's session: from the token in the address (which leaves the address bar before
+   * anything else happens), from this tab's earlier visit, or, on a --no-token server, for the
+   * asking. Without one the page shows only how to open it. */
+  async function logIn() {
+    const params = new URLSearchParams(location.search);
+    const token = params.get("token");
+    if (token !== null) {
+      params.delete("token");
+      const rest = params.toString();
+      history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+    }
+    if (token !== null || !session) {
+      try {
+        const headers = token ? { Authorization: `Bearer ${token}` } : {};
+        session = (await request(SESSION_PATH, { method: "POST", headers })).session;
+        sessionStorage.setItem(SESSION_KEY, session);
+      } catch (err) {
+        session = null;
+        sessionStorage.removeItem(SESSION_KEY);
+        showLogin(token ? (err.code === "unauthorized" ? "That address holds a wrong or outdated token."
+          : "The server did not answer; is `medlens serve` running?") : null);
+        return false;
+      }
+    }
+    $("login").hidden = true;
+    $("app").hidden = false;
+    return true;
+  }
+
+  function showLogin(reason) {
+    if (reason) $("login-reason").textContent = reason;
+    $("login").hidden = false;
+    $("app").hidden = true;
+    showServer("session", "Not logged in: open this page with `medlens page`.");
+  }
+
   let sessionShown = false;
   function showSessionExpired() {
     if (sessionShown) return;
     sessionShown = true;
-    const reload = document.createElement("button");
-    reload.type = "button";
-    reload.className = "button";
-    reload.textContent = "Reload the page";
-    reload.addEventListener("click", () => location.reload());
-    addMessage("error", W.errorText("unauthorized", "page"), reload);
-    showServer("session", "This page's session has expired. Reload the page.");
+    session = null;
+    sessionStorage.removeItem(SESSION_KEY);
+    addMessage("error", "This page's session has ended (did the server restart?). Run `medlens page` to open it again.");
+    showServer("session", "Session ended: run `medlens page` to open the page again.");
   }
 
   // ------------------------------------------------------------ inputs → groups of results
@@ -169,8 +212,15 @@
     return PDF_TYPES.includes(file.type) || /\.pdf$/i.test(file.name);
   }
 
+  // Images, and the containers the server takes apart (office files, e-books, archives, DICOM, video).
+  const CONTAINER_NAMES = /\.(docx|docm|pptx|pptm|xlsx|xlsm|odt|odp|ods|epub|xps|oxps|cbz|fb2|mobi|zip|tar|tgz|gz|dcm|mp4|m4v|webm|mov|avi|mkv)$/i;
+
   function isImage(file) {
-    return file.type.startsWith("image/") || /\.(jpe?g|png|gif|webp|bmp|tiff?)$/i.test(file.name);
+    return file.type.startsWith("image/") || /\.(jpe?g|png|apng|gif|webp|bmp|tiff?|avif|jp2|j2k|heic|heif|jxl)$/i.test(file.name);
+  }
+
+  function isContainer(file) {
+    return file.type.startsWith("video/") || file.type === "application/dicom" || CONTAINER_NAMES.test(file.name);
   }
 
   async function classifyFiles(fileList) {
@@ -186,10 +236,11 @@
           refused.push(localError(`pdf:${file.name}`, "too_large",
             `${file.name} is ${formatBytes(file.size)}; the server accepts PDFs up to ${formatBytes(l.max_pdf_bytes)}.`));
         } else pdfs.push(file);
-      } else if (isImage(file)) {
-        if (file.size > l.max_image_bytes) {
+      } else if (isImage(file) || isContainer(file)) {
+        const cap = isContainer(file) ? (l.max_file_bytes || l.max_image_bytes) : l.max_image_bytes;
+        if (file.size > cap) {
           refused.push(localError(`upload:${file.name}`, "too_large",
-            `${file.name} is ${formatBytes(file.size)}; the server accepts images up to ${formatBytes(l.max_image_bytes)}.`, { thumbUrl: null }));
+            `${file.name} is ${formatBytes(file.size)}; the server accepts ${isContainer(file) ? "files" : "images"} up to ${formatBytes(cap)}.`, { thumbUrl: null }));
         } else images.push(file);
       } else {
         refused.push(localError(`upload:${file.name}`, "not_an_image",
@@ -208,7 +259,11 @@
         } catch (err) {
           results = failAll(batch.map((f) => `upload:${f.name}`), err);
         }
-        finish(group, results.map((r, i) => ({ ...r, thumbUrl: thumbs[i], input: batch[i].name })));
+        // A file holding several images (archive, document, video) answers with them as `items`.
+        finish(group, results.flatMap((r, i) => r.items
+          ? [...r.items, ...(r.kind === "video" ? [{ ...r, items: undefined, role: "summary" }] : [])]
+            .map((item) => ({ ...item, input: batch[i].name }))
+          : [{ ...r, thumbUrl: thumbs[i], input: batch[i].name }]));
       }));
     }
     for (const pdf of pdfs) {
@@ -424,7 +479,8 @@
     card.querySelector(".label").textContent = verdict.word;
     if (r.status === "ok") {
       card.dataset.near = String(verdict.near);
-      card.querySelector(".value").textContent = verdict.figures;
+      card.querySelector(".value").textContent = verdict.probability; // the meter's mark shows the threshold
+      card.querySelector(".probability").title = verdict.sentence;
       card.querySelector(".fill").style.width = `${r.probability * 100}%`;
       if (threshold != null) card.querySelector(".mark").style.left = `${threshold * 100}%`;
       card.querySelector(".modality").textContent = verdict.modality || "";
@@ -432,7 +488,12 @@
       card.querySelector(".probability").remove();
     }
     const where = [];
-    if (r.page != null) where.push(`page\u00a0${r.page}`, `image\u00a0${r.index}`); // no break inside a figure
+    if (r.member) where.push(r.member);
+    if (r.page != null) where.push(`page\u00a0${r.page}`); // no break inside a figure
+    if (r.index != null) where.push(`image\u00a0${r.index}`);
+    if (r.frame != null && r.role !== "summary") where.push(`frame\u00a0${r.frame}`);
+    if (r.time_s != null) where.push(`${r.role === "summary" ? "whole video, most medical at" : "at"}\u00a0${r.time_s.toFixed(1)}\u00a0s`);
+    if (r.dicom_modality) where.push(`DICOM\u00a0${r.dicom_modality}`);
     if (r.width && r.height) where.push(`${r.width}\u00a0×\u00a0${r.height}`);
     if (r.page_url) where.push(`on ${shortUrl(r.page_url, false)}`);
     if (r.cached) where.push("cached");
@@ -638,8 +699,29 @@
     });
   }
 
+  // ------------------------------------------------------------ results handed over by the extension
+
+  /** The extension's popup shows a PDF's images in a small grid; its "Open the full result in the
+   * MedLens page" opens this page and posts {type: "medlens:show-results", title, results} to this
+   * window (from the extension's script in this very tab). Only their text and data: thumbnails
+   * are used, like any other result. */
+  function onResultsMessage(e) {
+    const d = e.data;
+    if (e.source !== window || e.origin !== location.origin || !d || d.type !== "medlens:show-results" || !Array.isArray(d.results)) return;
+    const title = String(d.title || "Results from the MedLens extension");
+    const items = d.results.filter((r) => r && typeof r === "object" && typeof r.source === "string").map((r) => ({
+      ...r, input: title, thumbnail: typeof r.thumbnail === "string" && r.thumbnail.startsWith("data:image/") ? r.thumbnail : null,
+    }));
+    finish(newGroup(title), items);
+    setStatus(summaryText());
+  }
+
+  window.addEventListener("message", onResultsMessage);
   wire();
   render();
-  refreshHealth();
-  setInterval(() => { if (!document.hidden) refreshHealth(); }, HEALTH_REFRESH_MS);
+  logIn().then((ok) => {
+    if (!ok) return;
+    refreshHealth();
+    setInterval(() => { if (!document.hidden && session) refreshHealth(); }, HEALTH_REFRESH_MS);
+  });
 })();

@@ -51,7 +51,9 @@
     pairing_code_wrong: ["wrong code", "That is not the code `medlens pair` printed. Check it and try again."],
     pairing_code_expired: ["code expired", "The pairing code expired or was used up. Run `medlens pair` again for a new one."],
     forbidden_origin: ["refused", "The server refused this origin: only the MedLens extension and the server's own page may use it."],
+    forbidden_peer: ["refused", "The server takes requests only from this computer; start it with --host to serve other machines on purpose."],
     forbidden_host: ["refused", "The server refused this address; open it as http://127.0.0.1:PORT/ or http://localhost:PORT/."],
+    body_timeout: ["upload too slow", "The upload did not arrive in time. Try again; on a slow link, send fewer or smaller files."],
     body_too_large: ["too large", "The upload is larger than the server accepts in one request; send fewer or smaller files."],
     unsupported_media_type: ["unsupported file", "The server does not take this kind of file: use a PDF or an image."],
     not_found: ["not found", "The server has no such route. Update MedLens and the extension to the same version."],
@@ -66,6 +68,13 @@
     server_start_failed: ["server did not start", "MedLens could not start its server. Run `medlens serve` in a terminal to see why."],
     port_in_use: ["port taken", "Another program uses the MedLens server's port. Free it, or set another port in MedLens's settings and the options."],
     install_failed: ["install failed", "`medlens install` could not write its files. Check the message, fix the folder's permissions and run it again."],
+    no_images: ["no images", "The file holds no image MedLens could take (a PDF, document, archive, video or DICOM file without pictures)."],
+    missing_dependency: ["needs an extra", "Reading this file needs an optional part of MedLens; install the extra the message names (e.g. pip install 'medlens[video]')."],
+    archive_bomb: ["archive too big", "The archive unpacks to far more than its size (a guard against zip bombs); unpack it yourself and send the files."],
+    unsafe_member: ["unsafe entry", "An archive entry has an absolute or '..' name, or is a link or device; MedLens does not unpack it."],
+    encrypted: ["password-protected", "The document or archive needs a password: remove it and try again."],
+    too_long: ["video too long", "The video is longer than the server samples; cut it into shorter clips."],
+    extraction_timeout: ["too slow", "Reading this video or e-book took longer than the server allows; split it into smaller files."],
     // only the extension or the web page make these
     server_down: ["server not running", "No MedLens server answers. Start it in a terminal with `medlens serve`."],
     old_server: ["server too old", "The server is too old for this extension. Update MedLens, then restart `medlens serve`."],
@@ -102,7 +111,17 @@
   function percent(p, others = []) {
     if (p >= 0.995 && others.every((o) => typeof o !== "number" || o < 0.99)) return ">99%";
     if (p < 0.005 && others.every((o) => typeof o !== "number" || o > 0.01)) return "<1%";
-    for (let digits = 0; digits < 3; digits++) {
+    return percentFrom(0, p, others);
+  }
+
+  /** A threshold as a percentage: exact to a tenth (0.386 is "38.6%", 0.3 is "30%"), with more
+   * decimals only where `others` need them to read differently. */
+  function thresholdPercent(t, others = []) {
+    return percentFrom(Math.round(t * 1000) % 10 === 0 ? 0 : 1, t, others);
+  }
+
+  function percentFrom(first, p, others) {
+    for (let digits = first; digits < 3; digits++) {
       const text = (p * 100).toFixed(digits);
       if (others.every((o) => typeof o !== "number" || o === p || (o * 100).toFixed(digits) !== text)) return `${text}%`;
     }
@@ -111,13 +130,15 @@
 
   /** What to call a classified result, judged against the threshold it was compared with
    * (r.threshold when the extension recorded it, else `threshold`).
-   * {category, near, word, figures, modality, sentence}; for skipped/error results word and
+   * {category, near, word, figures, probability, modality, sentence}: `figures` is the probability
+   * beside the threshold, `probability` the probability alone (for views that draw the threshold,
+   * e.g. as a mark on a meter). For skipped/error results word and
    * sentence are the generic page-safe ones (see pageLabel). */
   function verdict(r, threshold = null) {
     const category = categoryOf(r);
     if (category !== "medical" && category !== "non-medical") {
       const page = pageLabel(r);
-      return { category, near: false, word: page.text, figures: "", modality: null, sentence: page.title };
+      return { category, near: false, word: page.text, figures: "", probability: "", modality: null, sentence: page.title };
     }
     const p = typeof r.probability === "number" ? r.probability : null;
     const t = typeof r.threshold === "number" ? r.threshold : typeof threshold === "number" ? threshold : null;
@@ -125,13 +146,14 @@
     const medical = category === "medical";
     const word = near ? (medical ? "Likely medical" : "Likely not medical") : CATEGORY_NAMES[category];
     let figures = "";
-    if (p !== null) figures = t === null ? `${percent(p)} medical` : `${percent(p, [t])} medical (threshold ${percent(t, [p])})`;
+    if (p !== null) figures = t === null ? `${percent(p)} medical` : `${percent(p, [t])} medical (threshold ${thresholdPercent(t, [p])})`;
+    const probability = p === null ? "" : `${t === null ? percent(p) : percent(p, [t])} medical`;
     const modality = medical && !near ? modalityName(r.modality) : null;
     const sentence = `MedLens: ${word.toLowerCase()}${modality ? ` (${modality})` : ""}`
       + (p === null ? "" : t === null
         ? `; probability of medical ${percent(p)}`
-        : `; probability of medical ${percent(p, [t])}, images from ${percent(t, [p])} count as medical`);
-    return { category, near, word, figures, modality, sentence };
+        : `; probability of medical ${percent(p, [t])}, images from ${thresholdPercent(t, [p])} count as medical`);
+    return { category, near, word, figures, probability, modality, sentence };
   }
 
   /** The label a web page's DOM may hold for a result that is not classified: generic on purpose
@@ -165,6 +187,6 @@
 
   ns.wording = Object.freeze({
     MODALITY_NAMES, NEAR_THRESHOLD, CATEGORIES, CATEGORY_NAMES, ERRORS, PAGE_ERRORS,
-    categoryOf, modalityName, percent, verdict, pageLabel, errorReason, errorText, countsText,
+    categoryOf, modalityName, percent, thresholdPercent, verdict, pageLabel, errorReason, errorText, countsText,
   });
 })();
