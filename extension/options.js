@@ -90,7 +90,7 @@ async function save() {
   }
   $("server-url").removeAttribute("aria-invalid");
   const s = await MedLens.settings.save(values);
-  fill(s, refused.length > 0);
+  fill(s, true); // the site rows stay as they are: one being added or fixed is not lost
   $("saved").textContent = refused.length ? "Saved, except the sites marked below." : "Saved.";
   return s;
 }
@@ -224,8 +224,9 @@ function readSites() {
     const name = tr.querySelector(".site-name");
     const error = tr.querySelector(".row-error");
     const text = name.value.trim();
+    if (!text) continue; // a row just added: nothing to save or refuse yet
     let problem = null;
-    const got = text ? MedLens.settings.parseSite(text) : { ok: false, message: "Type a site, or remove this row." };
+    const got = MedLens.settings.parseSite(text);
     const pct = Number(tr.querySelector(".site-threshold").value);
     if (!got.ok) problem = got.message;
     else if (tr.querySelector(".site-rule").value === "strictness" && !(pct >= 1 && pct <= 99)) problem = "Give a percentage from 1 to 99.";
@@ -233,7 +234,7 @@ function readSites() {
     error.textContent = problem || "";
     error.hidden = !problem;
     if (problem) {
-      refused.push(text || "(empty)");
+      refused.push(text);
       continue;
     }
     if (got.site !== text.toLowerCase()) name.value = got.site; // shown as stored (a pasted URL becomes its site)

@@ -1,18 +1,17 @@
 """Video and canvas in shield mode (Chromium): a canvas viewer drawing a real CT slice is covered,
-and uncovered when it repaints with a photo; a tainted canvas is covered as "not checked"; a
-same-origin video of CT frames is classified from its frames, a cross-origin one without CORS by
-the server from its address."""
+and uncovered when it repaints with a photo; a tainted canvas is covered with "not checked"; a
+cross-origin video without CORS is classified by the server from its URL, a same-origin video of
+CT frames from its frames."""
 
 from __future__ import annotations
 
 import io
-import re
 
 import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from e2e.conftest import badges, dump, set_settings
+from e2e.conftest import set_settings
 from e2e.pages import CAT, CT, PHOTO
 from e2e.shield_page import wait_shield
 from fixtures.data import image
@@ -63,20 +62,16 @@ window.showPhoto = () => draw('viewer', {site.image(CAT)!r});
         expect(viewer).to_have_count(1, timeout=20_000)
         expect(viewer).to_have_attribute("data-medlens-action", "blurred")
         assert "blur" in page.eval_on_selector("#viewer", "e => getComputedStyle(e).filter")
-        # the tainted canvas cannot be read: covered, and says so
+        # the tainted canvas cannot be read: covered, says so, one click shows it
         unreadable = page.locator("medlens-badge[data-medlens-label=error]")
-        try:
-            expect(unreadable).to_have_count(1, timeout=20_000)
-        except AssertionError as exc:
-            raise AssertionError(dump(badges(page))) from exc
-        expect(unreadable).to_have_attribute("data-medlens-src", re.compile("^canvas:"))
+        expect(unreadable).to_have_count(1, timeout=20_000)  # the tainted canvas
         expect(unreadable).to_have_attribute("data-medlens-action", "blurred")
         expect(unreadable).to_have_attribute("data-medlens-text", "Not checked")
         assert "blur" in page.eval_on_selector("#tainted", "e => getComputedStyle(e).filter")
-        # the cross-origin clip the page cannot read: its address went to the server, which looked at its frames
+        # the cross-origin clip without CORS: the page may not read its frames, so its URL went to
+        # the server, whose video support samples them
         cross = page.locator(f"medlens-badge[data-medlens-src='{site.other(clip)}']")
-        expect(cross).to_have_attribute("data-medlens-label", "medical", timeout=20_000)
-        expect(cross).to_have_attribute("data-medlens-action", "blurred")
+        expect(cross).to_have_attribute("data-medlens-label", "medical", timeout=30_000)
         assert "blur" in page.eval_on_selector("#cross", "e => getComputedStyle(e).filter")
         # the same-origin clip is classified from its frames
         same = page.locator(f"medlens-badge[data-medlens-src='{clip}']")
