@@ -4,7 +4,9 @@ as plain files in the same run (the ratio is the figure; absolute rates depend o
 Each kind is built from the same N images of ../shared/data (fixtures/containers.py, the
 builders the tests use); the baseline is those N images as plain JPEG files in a folder. Both go
 through `classify_inputs` (what `medlens classify` runs) with one loaded model, cache off, each
-timed `--repeats` times in alternation (best kept). Videos and animations are measured in the
+timed `--repeats` times in alternation (best kept). Like a `medlens classify` run, each call
+starts its own extraction processes, so PDF-engine kinds (EPUB, CBZ) and video pay a process
+start (about a second, more on a loaded machine) inside their figure. Videos and animations are measured in the
 frames they are sampled to, DICOM as N copies of pydicom's CT_small.dcm against the same slice
 as N PNGs.
 
@@ -31,6 +33,7 @@ from PIL import Image  # noqa: E402
 from fixtures import containers as build  # noqa: E402
 from fixtures.data import manifest_items  # noqa: E402
 from medlens.commands.classify import classify_inputs  # noqa: E402
+from medlens.ingest.sources import expand_inputs  # noqa: E402
 from medlens.model.classifier import Classifier  # noqa: E402
 from medlens.settings import Settings  # noqa: E402
 
@@ -101,7 +104,7 @@ def _png(img: Image.Image) -> bytes:
 
 async def timed(path: Path, settings: Settings, classifier: Classifier) -> tuple[float, int]:
     started = time.perf_counter()
-    rows = await classify_inputs([str(path)], settings, classifier=classifier)
+    rows = await classify_inputs(expand_inputs([str(path)]), settings, classifier=classifier)
     return time.perf_counter() - started, sum(1 for r in rows if r["status"] == "ok" and r.get("role") != "summary")
 
 

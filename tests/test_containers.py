@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from fixtures.containers import (
-    CHART, MRI, SCREENSHOT, XRAY, animation, docx, epub, jpeg, multipage_tiff, odp, png, pptx, pydicom_file, still,
+    CHART, MRI, SCREENSHOT, XRAY, animation, docx, epub, fb2, jpeg, multipage_tiff, odp, png, pptx, pydicom_file, still,
     tar_of, video, zip_of,
 )
 from medlens.commands.classify import classify_inputs
@@ -55,6 +55,7 @@ def places(loaded: Loaded) -> list[dict[str, Any]]:
     ("s.pptx", lambda: pptx(TWO), "office", [{"member": "ppt/media/image1.jpg"}, {"member": "ppt/media/image2.jpg"}]),
     ("s.odp", lambda: odp(TWO), "office", [{"member": "Pictures/figure0.jpg"}, {"member": "Pictures/figure1.jpg"}]),
     ("b.epub", lambda: epub(TWO), "document", [{"page": 1, "index": 1}, {"page": 2, "index": 1}]),
+    ("b.fb2", lambda: fb2(TWO), "document", [{"page": 1, "index": 1}, {"page": 2, "index": 1}]),
     ("c.cbz", lambda: zip_of({"001.jpg": jpeg(XRAY), "002.jpg": jpeg(CHART)}), "document",
      [{"page": 1, "index": 1}, {"page": 2, "index": 1}]),
     ("t.tif", lambda: multipage_tiff([XRAY, CHART, MRI]), "frames", [{"page": 1}, {"page": 2}, {"page": 3}]),
