@@ -149,13 +149,15 @@ def flash_runs(p, work: Path, site: Site, name: str, commit: str | None, pages: 
         while commit is None and not sw.evaluate(SHIELD_READY) and time.monotonic() < deadline:
             time.sleep(0.05)
         for run in range(pages):
-            page, frames, series, _, _ = load_and_sample(ctx, add_shield_page(site, f"{name}-{run}", SLOW_MS), SLOW_MS / 1000 + 6,
+            page, frames, series, _, probe = load_and_sample(ctx, add_shield_page(site, f"{name}-{run}", SLOW_MS), SLOW_MS / 1000 + 6,
                                                          settled=ALL_SETTLED if commit is None else OLD_SETTLED)
-            exposed = max(exposed_ms(series[k]) for k in MEDICAL)
+            # the screencast skips frames while the machine is busy: the page's own probe checks every
+            # animation frame (a decoded medical image neither blurred nor hidden), so take the longer
+            exposed = max(max(exposed_ms(series[k]) for k in MEDICAL), probe_ms(probe))
             shown = [first_exposed(series[k]) for k in NON_MEDICAL]
             out["cold" if run == 0 else "warm"].append((exposed, shown))
-            print(f"  {name:6} page {run + 1} ({'cold' if run == 0 else 'warm'}): {len(frames)} frames; medical visible "
-                  f"uncovered up to {exposed:.0f} ms; non-medical shown at "
+            print(f"  {name:6} page {run + 1} ({'cold' if run == 0 else 'warm'}): {len(frames)} drawn frames, "
+                  f"{probe['frames']} animation frames; medical visible uncovered up to {exposed:.0f} ms; non-medical shown at "
                   + ", ".join("never" if t is None else f"{t * 1000:.0f} ms" for t in shown))
             page.close()
         # the baseline: the server alone on the same nine images (fresh URLs), twice
@@ -165,6 +167,15 @@ def flash_runs(p, work: Path, site: Site, name: str, commit: str | None, pages: 
         ctx.close()
         server.stop()
     return out
+
+
+def probe_ms(probe: dict) -> float:
+    """The longest run of animation frames in which one medical image was decoded but uncovered."""
+    times: dict[str, list[int]] = {}
+    for name, t in probe["bad"]:
+        times.setdefault(name, []).append(t)
+    frame = statistics.median(probe["gaps"]) if probe["gaps"] else 16
+    return max((max(ts) - min(ts) + frame for ts in times.values()), default=0.0)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -61,6 +61,7 @@ function fill(s, keepRows = false) {
   // while the slider is in use it keeps its own position: a save answering an earlier step must not move it back
   setServerThreshold(s.serverThreshold, document.activeElement === $("threshold") ? sliderThreshold() : s.threshold);
   for (const r of document.querySelectorAll("input[name=medicalMode]")) r.checked = r.value === s.medicalMode;
+  for (const r of document.querySelectorAll("input[name=mark]")) r.checked = r.value === s.mark;
   $("auto-scan").checked = s.autoScan;
   if (keepRows) readSites(); // rows being fixed stay as typed, with their messages
   else fillSites(s);
@@ -73,6 +74,7 @@ function read() {
     token: $("token").value.trim(),
     threshold: sliderThreshold(),
     medicalMode: (document.querySelector("input[name=medicalMode]:checked") || { value: "badge" }).value,
+    mark: (document.querySelector("input[name=mark]:checked") || { value: "auto" }).value,
     autoScan: $("auto-scan").checked,
     ...readSites(),
   };
@@ -88,7 +90,7 @@ async function save() {
   }
   $("server-url").removeAttribute("aria-invalid");
   const s = await MedLens.settings.save(values);
-  fill(s, refused.length > 0);
+  fill(s, true); // the site rows stay as they are: one being added or fixed is not lost
   $("saved").textContent = refused.length ? "Saved, except the sites marked below." : "Saved.";
   return s;
 }
@@ -222,8 +224,9 @@ function readSites() {
     const name = tr.querySelector(".site-name");
     const error = tr.querySelector(".row-error");
     const text = name.value.trim();
+    if (!text) continue; // a row just added: nothing to save or refuse yet
     let problem = null;
-    const got = text ? MedLens.settings.parseSite(text) : { ok: false, message: "Type a site, or remove this row." };
+    const got = MedLens.settings.parseSite(text);
     const pct = Number(tr.querySelector(".site-threshold").value);
     if (!got.ok) problem = got.message;
     else if (tr.querySelector(".site-rule").value === "strictness" && !(pct >= 1 && pct <= 99)) problem = "Give a percentage from 1 to 99.";
@@ -231,7 +234,7 @@ function readSites() {
     error.textContent = problem || "";
     error.hidden = !problem;
     if (problem) {
-      refused.push(text || "(empty)");
+      refused.push(text);
       continue;
     }
     if (got.site !== text.toLowerCase()) name.value = got.site; // shown as stored (a pasted URL becomes its site)

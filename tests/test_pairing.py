@@ -8,6 +8,7 @@ import re
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import pytest
 
 from fixtures.server import EXTENSION_ORIGIN, MakeApi
 from medlens.cli import main
-from medlens.serve import pairing
-from medlens.serve.pairing import normalize_code, offer, pairing_path, redeem
+from medlens import pairing
+from medlens.pairing import normalize_code, offer, pairing_path, redeem
 
 NOW = 1_000_000.0
 
@@ -224,3 +225,19 @@ def test_pair_in_a_folder_that_is_a_file_says_so(tmp_path: Path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "config_unwritable" in done.stderr and "pairing" in done.stderr and "not a folder" in done.stderr
+
+
+def test_processes_sharing_a_config_folder_share_one_budget_of_tries(tmp_path: Path) -> None:
+    """Old: the count file was read and rewritten without a lock; two servers sharing a config
+    folder compared 7 tries on a 5-try code. Now any number of processes compare exactly 5."""
+    config, go = tmp_path / "config", tmp_path / "go"
+    offer(config, ttl_s=120, attempts=5)
+    script = Path(__file__).with_name("pairing_race.py")
+    racers = [subprocess.Popen([sys.executable, str(script), str(config), str(go), "3"], stdout=subprocess.PIPE, text=True)
+              for _ in range(8)]
+    time.sleep(1.0)  # every racer imported and waiting
+    go.touch()
+    answers = [line for proc in racers for line in proc.communicate(timeout=60)[0].splitlines()]
+    assert all(proc.returncode == 0 for proc in racers)
+    compared = [a for a in answers if a.startswith("wrong pairing code")]
+    assert len(answers) == 24 and len(compared) == 5, answers

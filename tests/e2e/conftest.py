@@ -98,17 +98,16 @@ class MedLensServer:
 
         @web.middleware
         async def record(request, handler):
-            if request.method == "POST" and request.path == "/v1/classify":
-                try:
-                    self.urls.extend((await request.json()).get("urls", []))
-                except Exception:  # noqa: BLE001 - the app answers bad JSON itself
-                    pass
             if request.method == "POST" and request.path == "/v1/classify/image":
                 self.uploads += 1
             status = 500
             try:
                 resp = await handler(request)
                 status = resp.status
+                # the URLs asked for, from the answer (one result per URL, in order): reading the
+                # request's body here would leave the route an empty stream
+                if request.method == "POST" and request.path == "/v1/classify" and resp.status == 200:
+                    self.urls.extend(r["source"] for r in json.loads(resp.body)["results"])
                 return resp
             except web.HTTPException as exc:
                 status = exc.status

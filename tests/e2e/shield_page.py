@@ -12,7 +12,7 @@ from fixtures.data import image
 
 MEDICAL = {"m-xray": XRAY, "m-ct": CT, "m-fundus": FUNDUS, "m-mri": MRI, "m-histology": HISTOLOGY}
 NON_MEDICAL = {"n-cat": CAT, "n-photo": PHOTO, "n-cups": CUPS, "n-chart": CHART}
-SLOW_SCRIPT_MS = 8000  # the load event comes this late; the test does not wait for it
+SLOW_SCRIPT_MS = 20000  # the load event comes this late (tests do not wait for it: generous for a busy machine)
 VIEWPORT = {"width": 900, "height": 620}
 # The page's own per-frame check (main world, every animation frame from the first): a medical
 # image that is decoded (paintable) while neither blurred nor hidden is a violation.

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from fixtures.data import REPO_ROOT
-from medlens.serve.pairing import ALPHABET, normalize_code
+from medlens.pairing import ALPHABET, normalize_code
 
 NODE = shutil.which("node")
 TYPED = ["7KQ2-M9XD", "7kq2 m9xd", " 7kq2m9xd ", "7KQ2-M9XO", "IL00-0000", "", "7KQ2-M9X", "7KQ2-M9XD1", "7KQ2-M9X!",

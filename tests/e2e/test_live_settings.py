@@ -112,3 +112,20 @@ body {{ font: 14px sans-serif; margin: 12px; }} nav {{ display: flex; gap: 4px; 
     page.screenshot(path=str(reports_dir / "badges-fit-zoom.png"))
     set_settings(sw, mark="auto")
     page.close()
+
+
+def test_options_mark_choice_reaches_the_open_tab(context, sw, ext_id, paired, site):
+    page = open_page(context, site.add_page("mark.html", f"<img id=a src='{site.image(CAT)}?mark' width=220 height=146>"))
+    scan(sw, page)
+    cat = page.locator(f'medlens-badge[data-medlens-src="{site.image(CAT)}?mark"]')
+    expect(cat).to_have_attribute("data-medlens-text", "Non-medical")  # auto, badge mode: every image
+    opts = context.new_page()
+    opts.goto(f"chrome-extension://{ext_id}/extension/options.html")
+    expect(opts.locator("input[name=mark][value=auto]")).to_be_checked()
+    opts.check("input[name=mark][value=medical]")
+    expect(cat).to_have_attribute("data-medlens-text", "")  # only medical images are marked now
+    assert sw.evaluate("chrome.storage.local.get('mark')") == {"mark": "medical"}
+    opts.check("input[name=mark][value=auto]")
+    expect(cat).to_have_attribute("data-medlens-text", "Non-medical")
+    opts.close()
+    page.close()

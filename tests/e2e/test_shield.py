@@ -42,7 +42,7 @@ def test_no_medical_pixels_before_classification_cold_and_warm(context, sw, clas
                      autoScan=True, medicalMode="blur")
         wait_shield(sw, "shield-blur.css")
         for run in ("cold", "warm"):
-            page, frames, series, _, probe = load_and_sample(context, add_shield_page(site, f"{run}-{id(cold)}"), 10)
+            page, frames, series, _, probe = load_and_sample(context, add_shield_page(site, f"{run}-{id(cold)}"), 20)
             uncovered = check_no_flash(frames, series, probe, f"blur, {run} server")
             # classified as soon as the addresses were known: uncovered while the page was still parsing
             first_clear = {k: next(x for x in probe["states"] if x[0] == k and x[1] == "clear") for k in NON_MEDICAL}
@@ -54,7 +54,7 @@ def test_no_medical_pixels_before_classification_cold_and_warm(context, sw, clas
             page.close()
         set_settings(sw, medicalMode="hide")
         wait_shield(sw, "shield-hide.css")
-        page, frames, series, _, probe = load_and_sample(context, add_shield_page(site, f"hide-{id(cold)}"), 10)
+        page, frames, series, _, probe = load_and_sample(context, add_shield_page(site, f"hide-{id(cold)}"), 20)
         check_no_flash(frames, series, probe, "hide, warm server")
         page.screenshot(path=str(reports_dir / "shield-hide.png"))
         page.close()

@@ -156,3 +156,18 @@ def test_threshold_slider_reaches_the_server_default(context, sw, ext_id, paired
     assert stored(sw, "threshold")["threshold"] is None
     expect(opts.locator("#server-default")).to_be_disabled()
     opts.close()
+
+
+def test_threshold_unknown_while_the_server_is_down_says_what_to_do(context, sw, ext_id, paired):
+    from e2e.conftest import free_port
+
+    sw.evaluate("v => chrome.storage.local.set(v)", {"serverUrl": f"http://127.0.0.1:{free_port()}", "serverThreshold": None})
+    opts = context.new_page()
+    opts.goto(f"chrome-extension://{ext_id}/extension/options.html")
+    expect(opts.locator("#server-threshold")).to_have_text(
+        "The server's own threshold is not known yet: start the server and test the connection above.")
+    expect(opts.locator("#threshold-value")).to_have_text("the server's threshold")
+    opts.locator("#threshold").focus()
+    opts.keyboard.press("ArrowLeft")  # the slider still works: whole percents around a stand-in position
+    assert stored(sw, "threshold")["threshold"] == 0.5
+    opts.close()

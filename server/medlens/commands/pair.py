@@ -1,7 +1,7 @@
 """`medlens pair`: print a short one-time code that pairs the browser extension in one step.
 
 The code replaces copying the 43-character token: the extension's popup or options page asks
-for it and the server hands the extension its token in exchange (see `medlens.serve.pairing`
+for it and the server hands the extension its token in exchange (see `medlens.pairing`
 for why that is as safe as the paste, which stays as the fallback: `medlens token`).
 """
 
@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from medlens.commands import load_settings
-from medlens.serve.pairing import offer
+from medlens.pairing import offer
 from medlens.serve.security import load_or_create_token
 
 

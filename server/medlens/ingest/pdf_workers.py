@@ -114,8 +114,8 @@ class ExtractionWorkers:
 
     @property
     def idle(self) -> int:
-        """Processes started and waiting for a document."""
-        return len(self._idle)
+        """Processes started and waiting for a document (one known to have died is not waiting)."""
+        return sum(worker.alive for worker in self._idle)
 
     def warm_up(self) -> None:
         """Start the processes now, in the background, so the first PDF finds them ready."""
