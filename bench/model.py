@@ -1,15 +1,15 @@
-"""Model speed: images/s of the feature extractor alone and of the whole model path (decode,
-one resize, statistics, features, heads), each end-to-end figure as a ratio to the extractor
-alone at the same batch, measured in the same run. Figures, not pass/fail.
+"""Model speed: images/s of the model's graph alone (network and image statistics in one ONNX
+graph) and of the whole model path (decode, one resize, graph, heads), each end-to-end figure as
+a ratio to the graph alone at the same batch, measured in the same run. Figures, not pass/fail.
 
     .venv/bin/python bench/model.py [--quick] [--images N]
     .venv/bin/python bench/model.py --device cuda --workers 16 --images 4096   # GPU machine
 
 On the CPU everything runs in this process with ONNX Runtime, as `medlens serve` does. With
 `--device cuda`, decoding and resizing run in `--workers` processes (as a GPU host must, or the
-GPU starves), and the report adds the host's decode limit: the most the GPU could be fed.
-The feature extractor runs in ONNX Runtime's CUDA provider when installed, else in torch on the
-GPU (needs medlens[train] and the weights).
+GPU starves), and the report adds the host's decode-and-resize limit: the most the GPU could be
+fed. The graph runs in ONNX Runtime's CUDA provider when installed, else in torch on the GPU
+(needs medlens[train] and the weights).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image
 
 from medlens.model.classifier import Classifier
-from medlens.model.image_stats import batch_statistics
 from medlens.model.preprocess import model_batch, model_input, log_aspect, open_for_model
 
 DATA = Path(os.environ.get("MEDLENS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -52,28 +51,26 @@ def real_blobs(n: int) -> list[bytes]:
     return [blobs[i % len(blobs)] for i in range(n)]
 
 
-def prepare(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """What a decode worker hands the GPU process: the model's pixels and the image's statistics."""
+def prepare(data: bytes) -> tuple[np.ndarray, float]:
+    """What a decode worker hands the GPU process: the model's pixels and the log aspect ratio."""
     img = open_for_model(data)
-    pixels = model_input(img)
-    stats = batch_statistics(pixels[None], np.array([log_aspect(img.width, img.height)], dtype=np.float32))[0]
-    return pixels, stats
+    return model_input(img), log_aspect(img.width, img.height)
 
 
 def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> None:
     ex = classifier.extractor
     pixels, aspects = model_batch([open_for_model(b) for b in blobs[:32]])
-    print(f"feature extractor alone (shipped ONNX, uint8 in), images/s")
+    print("the model's graph alone (shipped ONNX: network + image statistics, uint8 in), images/s")
     print(f"{'':<34}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
     alone: dict[int, float] = {}
-    row = f"{'extractor alone (baseline)':<34}"
+    row = f"{'graph alone (baseline)':<34}"
     for b in BATCHES:
         x = np.ascontiguousarray(np.resize(pixels, (b, *pixels.shape[1:])))
-        a = np.zeros(b, dtype=np.float32)
+        a = np.resize(aspects, b).astype(np.float32)
         alone[b] = images_per_second(lambda: ex.features(x, a), b, repeats if b < 32 else max(2, repeats // 2))
         row += f"{alone[b]:>10.1f} (1.00x)"
     print(row)
-    row = f"{'decode+resize+stats+features+heads':<34}"
+    row = f"{'decode+resize+graph+heads':<34}"
     for b in BATCHES:
         def run() -> None:
             for i in range(0, len(blobs), b):
@@ -94,21 +91,16 @@ def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> 
     px = np.stack(arrays)
     asp = np.array([log_aspect(i.width, i.height) for i in imgs], dtype=np.float32)
     t0 = time.perf_counter()
-    for i in range(0, n, 8):
-        batch_statistics(px[i : i + 8], asp[i : i + 8])
-    t_stats = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    feats = [ex.features(px[i : i + 8]) for i in range(0, n, 8)]
-    t_net = time.perf_counter() - t0
-    full = [np.concatenate([f, batch_statistics(px[i * 8 : i * 8 + 8], asp[i * 8 : i * 8 + 8])], axis=1) for i, f in enumerate(feats)]
+    full = [ex.features(px[i : i + 8], asp[i : i + 8]) for i in range(0, n, 8)]
+    t_graph = time.perf_counter() - t0
     t0 = time.perf_counter()
     for f in full:
         classifier.head.predict(f)
     t_heads = time.perf_counter() - t0
-    total = t_decode + t_resize + t_stats + t_net + t_heads
+    total = t_decode + t_resize + t_graph + t_heads
     print(f"\nper image at batch 8 ({n} real images): " + ", ".join(
         f"{name} {t / n * 1e3:.2f} ms ({t / total:.0%})"
-        for name, t in (("decode", t_decode), ("resize", t_resize), ("statistics", t_stats), ("network", t_net), ("heads", t_heads))
+        for name, t in (("decode", t_decode), ("resize", t_resize), ("graph", t_graph), ("heads", t_heads))
     ))
     t0 = time.perf_counter()
     for d in blobs:
@@ -118,36 +110,36 @@ def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> 
 
 
 def gpu_report(classifier: Classifier | None, blobs: Sequence[bytes], workers: int, batch: int, torch_net: object | None) -> None:
-    """Decode limit of the host, the network alone on the GPU, and the whole path with decode workers."""
+    """Decode-and-resize limit of the host, the graph alone on the GPU, and the whole path with decode workers."""
     chunk = max(1, len(blobs) // (workers * 4))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(prepare, blobs[: workers * 2], chunksize=1))  # start the workers
         t0 = time.perf_counter()
         prepared = list(pool.map(prepare, blobs, chunksize=chunk))
         decode_rate = len(blobs) / (time.perf_counter() - t0)
-    print(f"host decode + resize + statistics limit: {decode_rate:,.0f} img/s on {workers} processes")
+    print(f"host decode + resize limit: {decode_rate:,.0f} img/s on {workers} processes")
     px = np.stack([p for p, _ in prepared])
+    asp = np.array([a for _, a in prepared], dtype=np.float32)
 
     if torch_net is not None:
         import torch
 
         net, dev = torch_net
 
-        def features(x: np.ndarray) -> np.ndarray:
+        def features(x: np.ndarray, a: np.ndarray) -> np.ndarray:
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
-                return net(torch.from_numpy(x).to(dev, non_blocking=True)).float().cpu().numpy()
+                return net(torch.from_numpy(x).to(dev, non_blocking=True), torch.from_numpy(a).to(dev)).float().cpu().numpy()
     else:
-        def features(x: np.ndarray) -> np.ndarray:
-            return classifier.extractor.features(x, np.zeros(len(x), dtype=np.float32))[:, : classifier.extractor.feature_size]
-    x = np.ascontiguousarray(px[:batch])
-    alone = images_per_second(lambda: features(x), len(x), 5)
-    print(f"network alone on the GPU, batch {batch}: {alone:,.0f} img/s")
+        features = classifier.extractor.features
+    x, a = np.ascontiguousarray(px[:batch]), asp[:batch]
+    alone = images_per_second(lambda: features(x, a), len(x), 5)
+    print(f"graph alone on the GPU, batch {batch}: {alone:,.0f} img/s")
 
-    def end_to_end() -> None:
+    def end_to_end() -> float:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             list(pool.map(prepare, blobs[:workers], chunksize=1))
             t0 = time.perf_counter()
-            pending: list[tuple[np.ndarray, np.ndarray]] = []
+            pending: list[tuple[np.ndarray, float]] = []
             for item in pool.map(prepare, blobs, chunksize=chunk):
                 pending.append(item)
                 if len(pending) == batch:
@@ -157,16 +149,15 @@ def gpu_report(classifier: Classifier | None, blobs: Sequence[bytes], workers: i
                 _classify(pending)
             return time.perf_counter() - t0
 
-    def _classify(items: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        p = np.stack([a for a, _ in items])
-        feats = np.concatenate([features(p), np.stack([s for _, s in items])], axis=1)
+    def _classify(items: list[tuple[np.ndarray, float]]) -> None:
+        feats = features(np.stack([p for p, _ in items]), np.array([a for _, a in items], dtype=np.float32))
         if classifier is not None:
             classifier.head.predict(feats)
 
     seconds = end_to_end()
     rate = len(blobs) / seconds
     print(f"end to end (decode workers -> batch {batch} -> GPU -> heads): {rate:,.0f} img/s "
-          f"= {rate / decode_rate:.2f}x the decode limit, {rate / alone:.2f}x the network alone")
+          f"= {rate / decode_rate:.2f}x the decode limit, {rate / alone:.2f}x the graph alone")
 
 
 def main() -> int:
@@ -190,7 +181,9 @@ def main() -> int:
         import torch
 
         from medlens.errors import ModelError
+        from medlens.model.preprocess import INPUT_SIDE
         from medlens.training.backbones import FeatureNet, get_spec, load_feature_net
+        from medlens.training.graph import ModelGraph
 
         try:
             net, _, _ = load_feature_net("mobilenet_v2")
@@ -199,7 +192,7 @@ def main() -> int:
             spec = get_spec("mobilenet_v2")
             net = FeatureNet(spec, spec.build()).eval()
         dev = torch.device("cuda")
-        torch_net = (net.to(dev), dev)
+        torch_net = (ModelGraph(net, INPUT_SIDE).eval().to(dev), dev)
         try:
             classifier = Classifier.load(device="cpu")
         except Exception as exc:  # the heads still run on the CPU; report if they cannot load

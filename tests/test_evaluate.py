@@ -50,27 +50,62 @@ def test_evaluate_on_a_folder_without_labels_fails_clearly(tmp_path: Path, capsy
     assert "manifest.csv" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_leave_sources_out_reproduces_the_cards_row(data_items: list[DataItem], tmp_path: Path, capsys):
-    """One held-out source of the study in the model card, rerun from scratch by the CLI.
+def _card_study_inputs(shared_data: Path):
+    """The card's training samples (all of shared/data), without features: the study's figures need only labels."""
+    import numpy as np
 
-    The card's study ran on a 16-core machine with another CPU: XGBoost's histogram sums may
-    round differently there, so the fold's threshold can move and a row may differ by an image;
-    the protocol (views, framed copies, inner folds, calibration, threshold) is the same code.
-    """
+    from medlens.model.classifier import SHIPPED_MODEL_DIR, read_card
+    from medlens.training.dataset import load_dataset
+    from medlens.training.features import FeatureTable, framed_samples
+    from medlens.training.train import TrainingSet, grouped_folds
+
+    card = read_card(SHIPPED_MODEL_DIR)
+    samples = load_dataset(shared_data)
+    table = FeatureTable(samples, np.zeros((len(samples), 1, 0), dtype=np.float32))
+    framed = framed_samples(samples, card["training"]["seed"])
+    acts = TrainingSet(table, FeatureTable(framed, np.zeros((len(framed), 1, 0), dtype=np.float32)))
+    folds = grouped_folds([s.source for s in samples], len(card["grouped_folds"]["per_fold"]), card["training"]["seed"])
+    return card, acts, folds
+
+
+def test_card_figures_recompute_from_its_held_out_predictions(shared_data: Path):
+    """Every headline figure of the card follows from the held-out predictions it stores, by the
+    same code `medlens evaluate --grouped-folds` runs (the predictions themselves: the slow test below)."""
+    from medlens.training.recipe import results_from_card, summarise
+
+    card, acts, folds = _card_study_inputs(shared_data)
+    stored = card["held_out_predictions"]
+    assert stored["paths"] == [str(s.path.relative_to(shared_data)) for s in acts.real.samples]
+    report = summarise(acts, folds, results_from_card(stored, acts, folds), stored["classes"])
+    want = card["grouped_folds"]
+    for key in ("balanced_accuracy", "roc_auc", "framed_accuracy"):
+        assert report[key] == pytest.approx(want[key], abs=2e-3), key
+    assert report["calibration"]["ece"] == pytest.approx(want["calibration"]["ece"], abs=2e-3)
+    assert report["threshold_between_folds"]["all"] == pytest.approx(want["threshold_between_folds"]["all"], abs=2e-3)
+    for key in ("accuracy_known_kinds", "named_non_medical_share"):
+        assert report["modality"][key] == pytest.approx(want["modality"][key], abs=3e-3), key
+    assert abs(report["modality"]["wrong_label_images_named"] - want["modality"]["wrong_label_images_named"]) <= 1
+    for source, row in want["per_source"].items():
+        assert abs(report["per_source"][source]["errors"] - row["errors"]) <= 1, source
+
+
+@pytest.mark.slow
+def test_grouped_folds_rerun_one_fold_of_the_cards_study(shared_data: Path, tmp_path: Path, monkeypatch, capsys):
+    """One fold of the card's study refitted from scratch by the CLI (features from the shipped
+    graph, heads without the fold's sources), scored with the other folds' stored predictions."""
     from medlens.model.classifier import SHIPPED_MODEL_DIR, read_card
 
-    source = "monai-testdata"
+    monkeypatch.setenv("MEDLENS_CACHE_DIR", str(tmp_path / "cache"))
     card = read_card(SHIPPED_MODEL_DIR)
-    card_row = card["leave_sources_out"]["per_source"][source]
-    # only the sources the card was trained on: shared/data has grown since
-    trained_on = write_subset_manifest(tmp_path, data_items, sorted(card["training"]["sources"]), 10**6)
-    report_path = tmp_path / "lso.json"
-    code = main(["evaluate", "--data", str(trained_on), "--leave-sources-out", "--sources", source,
-                 "--jobs", "1", "--report", str(report_path)])
+    fold = min(card["grouped_folds"]["per_fold"], key=lambda f: f["n"])
+    report_path = tmp_path / "study.json"
+    code = main(["evaluate", "--data", str(shared_data), "--grouped-folds", str(len(card["grouped_folds"]["per_fold"])),
+                 "--only-folds", str(fold["fold"]), "--report", str(report_path)])
     assert code == 0
-    assert source in capsys.readouterr().out
-    row = json.loads(report_path.read_text())["per_source"][source]
-    assert row["n"] == card_row["n"]
-    assert abs(row["errors"] - card_row["errors"]) <= 1
-    assert row["mean_probability"] == pytest.approx(card_row["mean_probability"], abs=0.1)
+    assert "source-grouped folds" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    rerun = next(f for f in report["per_fold"] if f["fold"] == fold["fold"])
+    assert rerun["sources"] == fold["sources"] and rerun["n"] == fold["n"]
+    assert abs(rerun["errors"] - fold["errors"]) <= 2
+    for source in fold["sources"]:
+        assert abs(report["per_source"][source]["errors"] - card["grouped_folds"]["per_source"][source]["errors"]) <= 1

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from fixtures.data import image
-from medlens.model.image_stats import STAT_NAMES, STATS_SIZE, batch_statistics
+from medlens.training.image_stats import STAT_NAMES, STATS_SIZE, batch_statistics
 from medlens.model.preprocess import model_batch
 
 

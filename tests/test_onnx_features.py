@@ -27,9 +27,9 @@ def test_shipped_extractor_matches_its_card():
     pixels = np.random.default_rng(0).integers(0, 256, (3, ex.side, ex.side, 3), dtype=np.uint8)
     aspects = np.zeros(3, dtype=np.float32)
     out = ex.features(pixels, aspects)
-    assert out.shape == (3, ex.width) and np.isfinite(out).all()
+    assert out.shape == (3, ex.feature_size) and np.isfinite(out).all()
     np.testing.assert_allclose(ex.features(pixels[1:2], aspects[1:2]), out[1:2], rtol=1e-4, atol=1e-4)
-    assert ex.features(pixels[:0], aspects[:0]).shape == (0, ex.width)
+    assert ex.features(pixels[:0], aspects[:0]).shape == (0, ex.feature_size)
 
 
 def test_damaged_extractor_is_refused(tmp_path: Path):
@@ -72,3 +72,21 @@ def test_unknown_device_and_missing_cuda_are_clear_errors():
     with pytest.raises(ModelError) as err:
         OnnxFeatures(path, sha256=None, feature_size=1, device="cuda")
     assert "medlens[gpu]" in err.value.message
+
+
+def test_an_older_extractor_without_the_statistics_is_refused(tmp_path: Path):
+    """A graph of MedLens v2 (pixels in, network features out; statistics on the host) cannot feed these heads."""
+    onnx = pytest.importorskip("onnx", reason="building a graph needs the onnx package (train extra)")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["pixels"], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["f"], ["features"], axes=[1, 2], keepdims=0)],
+        "v2", [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["batch", 224, 224, 3])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 3])],
+    )
+    path = tmp_path / "old.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelError) as err:
+        OnnxFeatures(path, sha256=None, feature_size=3, device="cpu")
+    assert err.value.code == "head_mismatch" and "older MedLens" in err.value.message

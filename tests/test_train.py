@@ -14,7 +14,8 @@ from fixtures.data import DataItem, write_subset_manifest
 from medlens.model.classifier import SHIPPED_MODEL_DIR, Classifier, Head, load_extractor, read_card
 from medlens.training.dataset import Sample, load_dataset
 from medlens.training.features import extract_features, framed_samples
-from medlens.training.train import TrainingSet, save_model, choose_min_confidence, grouped_folds, leave_sources_out, modality_names, sample_weights, train
+from medlens.training.recipe import choose_naming_rule, fit_final, grouped_study, pooled_decisions, tuned_card
+from medlens.training.train import TrainingSet, grouped_folds, leave_sources_out, modality_names, sample_weights, save_model
 
 PER_SOURCE = 4
 
@@ -42,8 +43,18 @@ def trained(small_data: Path, extractor, tmp_path_factory):
     table = extract_features(samples, extractor, views=2, seed=1, cache_dir=cache, progress=False)
     framed = extract_features(framed_samples(table.samples, 1), extractor, views=1, seed=1, cache_dir=cache, progress=False)
     data = TrainingSet(table, framed)
-    head, validation = train(data, read_card(SHIPPED_MODEL_DIR)["feature_extractor"], seed=1, n_folds=3)
-    return data, head, validation, cache
+    return data, *_fit(data), cache
+
+
+def _fit(data: TrainingSet):
+    """The shipped recipe on fixed features: grouped study, pooled decisions, heads on all data, card."""
+    spec = {"epochs": 0}
+    study = grouped_study(None, None, data, spec, n_folds=3, seed=1, fixed=data)
+    decision, rule = pooled_decisions(study, data)
+    head, _ = fit_final(None, None, data, spec, decision, rule, seed=1, fixed=data)
+    head.card = tuned_card(read_card(SHIPPED_MODEL_DIR)["feature_extractor"], data, spec, study, decision, rule,
+                           seed=1, data_name="", framed_heads=True, seconds=0.0)
+    return head, study
 
 
 def test_manifest_and_folder_layouts_load(small_data: Path, tmp_path: Path):
@@ -75,8 +86,9 @@ def test_trained_head_works(trained, extractor, tmp_path: Path):
     card = clf.head.card
     assert card["training"]["counts"]["per_label"] == dict(Counter(s.label for s in table.samples))
     assert card["training"]["framed_images"] == len(data.framed.samples) > 0
-    assert 0 <= card["validation"]["calibration"]["calibrated"]["ece"] <= 1
-    assert card["modality_head"]["validation"]["per_class"]
+    assert 0 <= card["grouped_folds"]["calibration"]["ece"] <= 1
+    assert len(card["grouped_folds"]["threshold_between_folds"]["all"]) == 3
+    assert card["modality_head"]["classes"] and card["modality_head"]["min_probability"] >= 0.5
     named = {p.modality for p in preds if p.label == "medical"} - {None}
     assert named <= set(clf.head.modality_classes) - {"other"}
 
@@ -107,7 +119,7 @@ def test_feature_cache_is_used_on_the_second_run(trained, small_data: Path, extr
 
 def test_training_repeats_exactly(trained):
     data, head, _, _ = trained
-    head2, _ = train(data, read_card(SHIPPED_MODEL_DIR)["feature_extractor"], seed=1, n_folds=3)
+    head2, _ = _fit(data)
     x = data.real.features[:, 0]
     np.testing.assert_array_equal(head.predict_proba(x), head2.predict_proba(x))
     assert head.threshold == head2.threshold
@@ -163,11 +175,21 @@ def test_modality_classes_merge_families_and_send_one_source_kinds_to_other():
     assert names == ["xray", "xray", "ct", "ct", "other", "other"]
 
 
-def test_confidence_rule_names_only_where_names_are_right_more_often():
-    correct = np.array([True, True, True, False, False, True, False])
-    conf = np.array([0.9, 0.8, 0.7, 0.5, 0.45, 0.6, 0.3])
-    assert choose_min_confidence(correct, conf) == 0.6
-    assert choose_min_confidence(np.ones(3, dtype=bool), np.array([0.2, 0.3, 0.4])) == 0.0
+def test_naming_rule_names_only_clearly_medical_images_the_head_is_sure_of():
+    classes = ["ct", "xray", "other"]
+    # rows: (p medical, modality probabilities, truth); None = non-medical
+    rows = [
+        (0.99, [0.9, 0.05, 0.05], "ct"), (0.97, [0.1, 0.8, 0.1], "xray"), (0.95, [0.7, 0.2, 0.1], "ct"),
+        (0.9, [0.4, 0.35, 0.25], "xray"),   # unsure head: naming it would be wrong
+        (0.6, [0.95, 0.03, 0.02], None),    # a non-medical image the binary head half believes
+        (0.55, [0.9, 0.05, 0.05], None),
+    ]
+    proba = np.array([r[0] for r in rows])
+    modality = np.array([r[1] for r in rows])
+    rule = choose_naming_rule(proba, modality, [r[2] for r in rows], classes)
+    names = rule.names(proba, modality, classes)
+    assert names[:3] == ["ct", "xray", "ct"]
+    assert names[3:] == [None, None, None]
 
 
 def test_leave_sources_out_reports_every_source_and_framed_copies(trained):

@@ -1,7 +1,7 @@
 """Video and canvas in shield mode (Chromium): a canvas viewer drawing a real CT slice is covered,
-and uncovered when it repaints with a photo; a tainted canvas and a cross-origin video without
-CORS are covered with "not checked"; a same-origin video of CT frames is classified from its
-frames."""
+and uncovered when it repaints with a photo; a tainted canvas is covered with "not checked"; a
+cross-origin video without CORS is classified by the server from its URL, a same-origin video of
+CT frames from its frames."""
 
 from __future__ import annotations
 
@@ -64,11 +64,14 @@ window.showPhoto = () => draw('viewer', {site.image(CAT)!r});
         assert "blur" in page.eval_on_selector("#viewer", "e => getComputedStyle(e).filter")
         # the tainted canvas cannot be read: covered, says so, one click shows it
         unreadable = page.locator("medlens-badge[data-medlens-label=error]")
-        expect(unreadable).to_have_count(2, timeout=20_000)  # the tainted canvas and the cross-origin clip
-        for i in range(2):
-            expect(unreadable.nth(i)).to_have_attribute("data-medlens-action", "blurred")
-            expect(unreadable.nth(i)).to_have_attribute("data-medlens-text", "Not checked")
+        expect(unreadable).to_have_count(1, timeout=20_000)  # the tainted canvas
+        expect(unreadable).to_have_attribute("data-medlens-action", "blurred")
+        expect(unreadable).to_have_attribute("data-medlens-text", "Not checked")
         assert "blur" in page.eval_on_selector("#tainted", "e => getComputedStyle(e).filter")
+        # the cross-origin clip without CORS: the page may not read its frames, so its URL went to
+        # the server, whose video support samples them
+        cross = page.locator(f"medlens-badge[data-medlens-src='{site.other(clip)}']")
+        expect(cross).to_have_attribute("data-medlens-label", "medical", timeout=30_000)
         assert "blur" in page.eval_on_selector("#cross", "e => getComputedStyle(e).filter")
         # the same-origin clip is classified from its frames
         same = page.locator(f"medlens-badge[data-medlens-src='{clip}']")

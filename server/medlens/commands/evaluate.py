@@ -28,6 +28,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--sources", help="with --leave-sources-out: hold out only these sources (comma-separated)")
     parser.add_argument("--jobs", type=int, default=1, help="with --leave-sources-out: processes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grouped-folds", type=int, metavar="N",
+                        help="rerun the model card's study: N source-grouped folds, each fitted without its sources "
+                        "(and fine-tuned, if the model is), scored with calibration, threshold and naming rule from "
+                        "the other folds")
+    parser.add_argument("--only-folds", help="with --grouped-folds: rerun only these folds (comma-separated); the "
+                        "others' held-out predictions come from the model card")
     return parser
 
 
@@ -40,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty()
     if args.leave_sources_out:
         return _leave_sources_out(args, settings, samples, progress)
+    if args.grouped_folds:
+        return _grouped_folds(args, settings, samples, progress)
     from medlens.model.classifier import Classifier
 
     classifier = Classifier.from_settings(settings)
@@ -75,6 +83,43 @@ def _leave_sources_out(args: argparse.Namespace, settings: Any, samples: list, p
     for name, m in report["per_source"].items():
         print(f"{name:<30}{m['label']:<13}{m['n']:>4}{m['accuracy']:>8.3f}{m['errors']:>8}{m['threshold']:>7.3f}"
               f"{m['mean_probability']:>8.3f}")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"\nreport: {args.report}")
+    return 0
+
+
+def _grouped_folds(args: argparse.Namespace, settings: Any, samples: list, progress: bool) -> int:
+    from medlens.model.card import read_card, resolve_model_dir
+    from medlens.model.classifier import load_extractor
+    from medlens.training.recipe import format_study, results_from_card, run_fold, summarise
+    from medlens.training.train import extract_training_set, grouped_folds, modality_names
+
+    model_dir = resolve_model_dir(settings.model_dir)
+    card = read_card(model_dir)
+    tuning = card.get("training", {}).get("fine_tuning", {})
+    if tuning.get("epochs"):
+        print("this model's graph is fine-tuned: rerun its study with `medlens train --fine-tune` (the folds tune too)")
+        return 1
+    extractor = load_extractor(model_dir, card, device=settings.device)
+    data = extract_training_set(samples, extractor, views=1, seed=args.seed, cache_dir=settings.cache_path,
+                                progress=progress, framed_views=1)
+    folds = grouped_folds([s.source for s in data.real.samples], args.grouped_folds, args.seed)
+    classes, _ = modality_names([s for s in data.real.samples if s.y == 1])
+    rerun = [int(k) for k in args.only_folds.split(",")] if args.only_folds else list(range(len(folds)))
+    results = {k: run_fold(None, None, None, data, folds[k], {}, classes, seed=args.seed, fixed=data) for k in rerun}
+    stored = card.get("held_out_predictions")
+    if len(rerun) < len(folds):
+        if not stored or len(stored["raw"]) != len(data.real.samples):
+            print("--only-folds needs the data the model card's study ran on (its held-out predictions)")
+            return 1
+        for k, r in results_from_card(stored, data, folds):
+            results.setdefault(k, r)
+    report = summarise(data, folds, sorted(results.items()), classes)
+    report.pop("oof")
+    report["rerun_folds"] = rerun
+    print(format_study(report))
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")

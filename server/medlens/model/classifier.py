@@ -1,7 +1,7 @@
 """`Classifier`: the only thing the server, the CLI and `batch` know about the model.
 
-An ONNX feature extractor turns images into features (no torch: training/export.py writes
-the file); an XGBoost head turns features into a calibrated probability that an
+One ONNX graph turns pixels into everything the heads read (no torch: training/export.py
+writes the file); an XGBoost head turns features into a calibrated probability that an
 image is medical, and a second head names the modality of medical ones. The extractor and the
 heads ship in `server/medlens/models/` beside a JSON model card that records their sha256;
 nothing is pickled, and a file that differs from its card is refused.
@@ -20,7 +20,6 @@ from PIL import Image
 from medlens.errors import ModelError
 from medlens.model.calibration import Calibrator
 from medlens.model.card import HEAD_FILE, SHIPPED_MODEL_DIR, file_sha256, read_card, resolve_model_dir
-from medlens.model.image_stats import STATS_VERSION
 from medlens.model.labels import MEDICAL, NON_MEDICAL, OTHER_MODALITY
 from medlens.model.onnx_features import OnnxFeatures
 from medlens.model.preprocess import model_batch
@@ -50,6 +49,8 @@ class Head:
     modality_classes: list[str] = field(default_factory=list)
     modality_min_confidence: float = 0.0
     sha256: str = ""
+    # a modality is named only on images at least this likely medical (and never below the threshold)
+    modality_min_probability: float = 0.0
 
     def raw_proba(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(self.binary.inplace_predict(features), dtype=np.float64)
@@ -79,9 +80,10 @@ class Head:
         cut = self.threshold if threshold is None else threshold
         probs = self.predict_proba(features)
         medical = probs >= cut
+        sure = medical & (probs >= self.modality_min_probability)
         modalities: list[str | None] = [None] * len(probs)
-        if medical.any():
-            for slot, name in zip(np.flatnonzero(medical), self.predict_modality(features[medical])):
+        if sure.any():
+            for slot, name in zip(np.flatnonzero(sure), self.predict_modality(features[sure])):
                 modalities[slot] = name
         return [
             Prediction(MEDICAL if m else NON_MEDICAL, round(float(p), 6), mod)
@@ -96,7 +98,7 @@ class Head:
         if sha != card.get("head_sha256"):
             raise ModelError("head_mismatch", f"head file {head_path} is missing or differs from its model card (sha256)")
         binary = _load_booster(head_path)
-        modality, classes, min_conf = None, [], 0.0
+        modality, classes, min_conf, min_prob = None, [], 0.0, 0.0
         mod = card.get("modality_head")
         if mod and mod.get("file"):
             mod_path = directory / mod["file"]
@@ -104,11 +106,12 @@ class Head:
                 raise ModelError("head_mismatch", f"modality head {mod_path} is missing or differs from its model card")
             modality, classes = _load_booster(mod_path), list(mod["classes"])
             min_conf = float(mod.get("min_confidence", 0.0))
+            min_prob = float(mod.get("min_probability", 0.0))
         try:
             calibrator = Calibrator.from_dict(card.get("calibration"))
         except ValueError as exc:
             raise ModelError("head_mismatch", f"model card in {directory}: {exc}") from exc
-        return cls(binary, float(card["threshold"]), card, calibrator, modality, classes, min_conf, sha)
+        return cls(binary, float(card["threshold"]), card, calibrator, modality, classes, min_conf, sha, min_prob)
 
     def check_extractor(self, extractor: OnnxFeatures) -> None:
         """Refuse a head trained on other features: its numbers would be meaningless."""
@@ -118,11 +121,9 @@ class Head:
             problems.append(f"feature extractor sha256 {extractor.sha256[:12]}… != card's {str(want.get('sha256'))[:12]}…")
         if int(want.get("feature_size", -1)) != extractor.feature_size:
             problems.append(f"feature size {want.get('feature_size')} != {extractor.feature_size}")
-        if self.card.get("image_stats_version") != STATS_VERSION:
-            problems.append(f"image statistics version {self.card.get('image_stats_version')!r} != {STATS_VERSION}")
-        if int(self.binary.num_features()) != extractor.width:
-            problems.append(f"head expects {self.binary.num_features()} features, the extractor gives {extractor.width}")
-        if self.modality is not None and int(self.modality.num_features()) != extractor.width:
+        if int(self.binary.num_features()) != extractor.feature_size:
+            problems.append(f"head expects {self.binary.num_features()} features, the extractor gives {extractor.feature_size}")
+        if self.modality is not None and int(self.modality.num_features()) != extractor.feature_size:
             problems.append(f"modality head expects {self.modality.num_features()} features")
         if problems:
             raise ModelError("head_mismatch", "the heads do not match the feature extractor: " + "; ".join(problems))

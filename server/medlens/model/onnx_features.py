@@ -1,6 +1,8 @@
-"""The feature extractor that serving runs: the ONNX file `medlens export` wrote, in ONNX Runtime.
+"""The model's graph that serving runs: the ONNX file `medlens export` wrote, in ONNX Runtime.
 
-No torch here. The file is checked against the sha256 its model card records before a session
+It takes the uint8 pixels and the log aspect ratio and returns everything the heads read (the
+network's pooled features, its tapped blocks' statistics and the image statistics), so the host
+only decodes and resizes. No torch here. The file is checked against the sha256 its model card records before a session
 is opened, so a damaged or swapped file is refused instead of silently giving other numbers.
 """
 
@@ -12,7 +14,6 @@ import numpy as np
 
 from medlens.errors import ModelError
 from medlens.model.card import file_sha256
-from medlens.model.image_stats import STATS_SIZE, batch_statistics
 
 DEVICES = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
@@ -20,7 +21,7 @@ _CPU = "CPUExecutionProvider"
 
 
 class OnnxFeatures:
-    """uint8 (N, S, S, 3) pixels and (N,) log aspect ratios in, float32 (N, width) out: everything
+    """uint8 (N, S, S, 3) pixels and (N,) log aspect ratios in, float32 (N, feature_size) out: everything
     the heads read. Safe to call from several threads."""
 
     def __init__(self, path: Path, *, sha256: str | None, feature_size: int, device: str = "auto", threads: int = 0):
@@ -61,11 +62,13 @@ class OnnxFeatures:
         self.feature_size = feature_size
         self.device = "cuda" if _CUDA in self._session.get_providers() else "cpu"
         inputs = self._session.get_inputs()
-        self.input_name = inputs[0].name
+        if len(inputs) != 2:
+            raise ModelError(
+                "head_mismatch", f"{path} is a feature extractor of an older MedLens (no aspect-ratio input); "
+                "reinstall MedLens or retrain with `medlens train`",
+            )
+        self.input_name, self._aspect_name = inputs[0].name, inputs[1].name
         self.side = int(inputs[0].shape[1])
-        # a graph with an aspect-ratio input computes the image statistics itself
-        self._aspect_name = inputs[1].name if len(inputs) > 1 else None
-        self.width = feature_size if self._aspect_name else feature_size + STATS_SIZE
         out = self._session.get_outputs()[0]
         if isinstance(out.shape[1], int) and out.shape[1] != feature_size:
             raise ModelError(
@@ -74,11 +77,9 @@ class OnnxFeatures:
 
     def features(self, pixels: np.ndarray, aspects: np.ndarray) -> np.ndarray:
         if len(pixels) == 0:
-            return np.zeros((0, self.width), dtype=np.float32)
-        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-        aspects = np.ascontiguousarray(aspects, dtype=np.float32)
-        if self._aspect_name:
-            out = self._session.run(None, {self.input_name: pixels, self._aspect_name: aspects})[0]
-            return np.asarray(out, dtype=np.float32)
-        out = self._session.run(None, {self.input_name: pixels})[0]
-        return np.concatenate([np.asarray(out, dtype=np.float32), batch_statistics(pixels, aspects)], axis=1)
+            return np.zeros((0, self.feature_size), dtype=np.float32)
+        feeds = {
+            self.input_name: np.ascontiguousarray(pixels, dtype=np.uint8),
+            self._aspect_name: np.ascontiguousarray(aspects, dtype=np.float32),
+        }
+        return np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)

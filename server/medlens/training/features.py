@@ -24,7 +24,7 @@ from medlens.training.augment import augment, augment_key, view_rng
 from medlens.training.composite import FRAME_KINDS, LAYOUTS, compose, composite_key
 from medlens.training.dataset import Frame, Sample
 from medlens.model.card import file_sha256
-from medlens.model.image_stats import STATS_VERSION
+from medlens.training.image_stats import STATS_VERSION
 from medlens.model.onnx_features import OnnxFeatures
 from medlens.model.preprocess import model_batch, open_for_model
 
@@ -156,7 +156,7 @@ def extract_features(
 ) -> FeatureTable:
     """Features of `views` views of every sample; unreadable images are skipped and listed."""
     cache = FeatureCache(cache_dir, extractor, seed) if cache_dir else None
-    width = extractor.width
+    width = extractor.feature_size
     rows: dict[int, np.ndarray] = {}
     skipped: list[tuple[str, str]] = []
     todo: list[tuple[int, int, str]] = []

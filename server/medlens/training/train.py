@@ -1,7 +1,7 @@
-"""Training: weighted XGBoost heads on cached features of augmented and framed views, a
-probability calibrated and a threshold chosen on source-grouped out-of-fold predictions, and a
-modality head that says nothing when unsure. `medlens train` calls `train()`;
-`medlens evaluate --leave-sources-out` calls `leave_sources_out()`.
+"""The heads: weighted XGBoost on cached features of plain, augmented and framed views; the
+calibration and threshold decision; the modality classes. training/recipe.py runs them through
+the source-grouped study that `medlens train` ships and `medlens evaluate --grouped-folds`
+reruns; `medlens evaluate --leave-sources-out` calls `leave_sources_out()` here.
 
 Leave-sources-out thinking runs through all of it: images of one source (crops of one slide,
 slices of one volume) are near-duplicates, so every split keeps a source, and every composite
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,15 +21,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xgboost as xgb
 
-from medlens.training.augment import AUGMENT_SPEC
 from medlens.model.calibration import Calibrator
 from medlens.training.calibration import fit_calibrator, reliability
 from medlens.model.card import CARD_FILE, CARD_FORMAT, HEAD_FILE, MODALITY_FILE, file_sha256
 from medlens.model.classifier import Head
-from medlens.training.composite import COMPOSITE_SPEC
 from medlens.training.dataset import Sample
 from medlens.training.features import FeatureTable, extract_features, framed_samples
-from medlens.model.image_stats import STATS_SIZE, STATS_VERSION
 from medlens.model.labels import OTHER_MODALITY
 from medlens.training.metrics import balanced_accuracy, binary_report, choose_threshold, roc_auc
 
@@ -43,7 +39,7 @@ CALIBRATION = "platt"
 BINARY_PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
     "eval_metric": "logloss",
-    "eta": 0.08,
+    "eta": 0.16,
     "max_depth": 3,
     "min_child_weight": 2.0,
     "subsample": 0.8,
@@ -52,18 +48,18 @@ BINARY_PARAMS: dict[str, Any] = {
     "max_bin": 64,
     "tree_method": "hist",
 }
-BINARY_ROUNDS = 200
+BINARY_ROUNDS = 100  # eta x rounds as before (0.08 x 200): half the trees, for 2 shared cores
 MODALITY_PARAMS: dict[str, Any] = {
     "objective": "multi:softprob",
     "eval_metric": "mlogloss",
-    "eta": 0.1,
+    "eta": 0.2,
     "max_depth": 3,
     "subsample": 0.8,
     "colsample_bytree": 0.3,
     "max_bin": 64,
     "tree_method": "hist",
 }
-MODALITY_ROUNDS = 120
+MODALITY_ROUNDS = 60  # eta x rounds as before (0.1 x 120)
 # Kinds that are X-ray imaging by physics, named with their family (issue: mammograms and X-ray
 # angiograms were called "fundus" when each stood alone with one source).
 MODALITY_FAMILY = {"mammography": "xray", "angiography": "xray"}
@@ -94,14 +90,14 @@ class TrainingSet:
 
 def extract_training_set(
     samples: Sequence[Sample], extractor: Any, *, views: int = DEFAULT_VIEWS, seed: int = 0,
-    cache_dir: Path | None = None, framed: bool = True, progress: bool = True,
+    cache_dir: Path | None = None, framed: bool = True, progress: bool = True, framed_views: int = FRAMED_VIEWS,
 ) -> TrainingSet:
     """Features of every sample's views and, unless `framed` is off, of its framed copy: what
     `medlens train` fits and `medlens evaluate --leave-sources-out` studies, built one way."""
     real = extract_features(samples, extractor, views=views, seed=seed, cache_dir=cache_dir, progress=progress)
     if not framed:
         return TrainingSet(real)
-    copies = extract_features(framed_samples(real.samples, seed), extractor, views=FRAMED_VIEWS, seed=seed,
+    copies = extract_features(framed_samples(real.samples, seed), extractor, views=framed_views, seed=seed,
                               cache_dir=cache_dir, progress=progress, desc="framed")
     return TrainingSet(real, copies)
 
@@ -238,158 +234,6 @@ def fit_modality(
     return booster, classes
 
 
-def choose_min_confidence(correct: np.ndarray, confidence: np.ndarray) -> float:
-    """The confidence below which naming does more harm than good: maximises right minus wrong names.
-
-    A wrong modality on a badge misleads; an empty one only fails to help. So a name is given
-    only where, on held-out sources, names at that confidence were right more often than wrong.
-    """
-    if not len(correct):
-        return 0.0
-    best_t, best = 0.0, -np.inf
-    for t in np.unique(np.r_[0.0, confidence]):
-        named = confidence >= t
-        score = correct[named].sum() - (~correct[named]).sum()
-        if score > best:
-            best_t, best = float(t), score
-    return round(best_t, 4)
-
-
-def _confidence_rule(truths: Sequence[str], preds: np.ndarray, confs: np.ndarray) -> float:
-    """Only names that would be shown count: a predicted "other" shows nothing either way."""
-    shown = np.asarray([p != OTHER_MODALITY for p in preds], dtype=bool)
-    correct = np.asarray([p == t for p, t in zip(preds, truths)], dtype=bool)
-    return choose_min_confidence(correct[shown], np.asarray(confs)[shown])
-
-
-def _modality_fold(args: tuple[TrainingSet, np.ndarray, list[str], int, int]) -> tuple[list[int], np.ndarray | None]:
-    data, test, classes, seed, nthread = args
-    med_test = [int(i) for i in test if data.real.samples[i].y == 1]
-    if not med_test:
-        return med_test, None
-    held = {data.real.samples[i].source for i in test}
-    rest = np.setdiff1d(np.arange(len(data.real.samples)), test)
-    fitted = fit_modality(data.only_real_indices(rest).without_sources(held), classes, seed, nthread)
-    if fitted is None:
-        return med_test, None
-    proba = np.asarray(fitted[0].inplace_predict(data.real.features[med_test, 0])).reshape(len(med_test), -1)
-    return med_test, proba
-
-
-def modality_out_of_fold(
-    data: TrainingSet, folds: Sequence[np.ndarray], seed: int = 0, nthread: int = 0, jobs: int = 1
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """For each medical real sample: its true class, the held-out predicted class and its confidence."""
-    medical = [s for s in data.real.samples if s.y == 1]
-    classes, names = modality_names(medical)
-    truth_of = dict(zip([s.path for s in medical], names))
-    tasks = [(data, np.asarray(test), classes, seed, 1 if jobs > 1 else nthread) for test in folds]
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_modality_fold, tasks))
-    else:
-        results = [_modality_fold(t) for t in tasks]
-    truths, preds, confs = [], [], []
-    for med_test, proba in results:
-        if proba is None:
-            continue
-        for i, row in zip(med_test, proba):
-            truths.append(truth_of[data.real.samples[i].path])
-            preds.append(classes[int(row.argmax())])
-            confs.append(float(row.max()))
-    return truths, np.asarray(preds, dtype=object), np.asarray(confs)
-
-
-def modality_report(truths: Sequence[str], preds: np.ndarray, confs: np.ndarray, min_conf: float) -> dict[str, Any]:
-    """Accuracy with null counted as wrong, per class, on classes with at least two sources; confusion matrix."""
-    named = [p if (p != OTHER_MODALITY and c >= min_conf) else None for p, c in zip(preds, confs)]
-    scored = [(t, n) for t, n in zip(truths, named) if t != OTHER_MODALITY]
-    per_class: dict[str, Any] = {}
-    for cls in sorted({t for t, _ in scored}):
-        rows = [n for t, n in scored if t == cls]
-        per_class[cls] = {
-            "n": len(rows),
-            "accuracy": float(np.mean([n == cls for n in rows])),
-            "null": int(sum(n is None for n in rows)),
-            "wrong_name": int(sum(n is not None and n != cls for n in rows)),
-        }
-    labels = sorted({t for t in truths} | {n for n in named if n})
-    confusion = {t: dict(Counter(n or "null" for tt, n in zip(truths, named) if tt == t)) for t in labels if t in truths}
-    return {
-        "n": len(scored),
-        "accuracy": float(np.mean([n == t for t, n in scored])) if scored else float("nan"),
-        "named_precision": float(np.mean([n == t for t, n in scored if n])) if any(n for _, n in scored) else float("nan"),
-        "min_confidence": min_conf,
-        "per_class": per_class,
-        "confusion": confusion,
-    }
-
-
-def train(data: TrainingSet, extractor_info: dict[str, Any], *, seed: int = 0, n_folds: int = 5, data_name: str = "", nthread: int = 0) -> tuple[Head, dict[str, Any]]:
-    """Fit the heads on all of `data`; calibrate, pick the threshold and the modality rule on source-grouped folds."""
-    t0 = time.monotonic()
-    samples = data.real.samples
-    y = data.real.y
-    folds = grouped_folds([s.source for s in samples], n_folds, seed)
-    raw = out_of_fold(data, folds, seed, nthread)
-    decision = decide(y, raw)
-    valid = ~np.isnan(raw)
-    calibrated = decision.calibrator.apply(raw[valid])
-    validation = binary_report(
-        y[valid], calibrated, decision.threshold,
-        [s.source for s, ok in zip(samples, valid) if ok],
-        [f"{s.label}/{s.modality}" for s, ok in zip(samples, valid) if ok],
-    )
-    validation["scheme"] = f"{len(folds)}-fold grouped by source, view 0; calibrated ({decision.calibrator.method})"
-    validation["calibration"] = {"calibrated": reliability(y[valid], calibrated), "raw": reliability(y[valid], raw[valid])}
-    binary = fit_binary(data, seed, nthread)
-    truths, preds, confs = modality_out_of_fold(data, folds, seed, nthread)
-    min_conf = _confidence_rule(truths, preds, confs)
-    fitted = fit_modality(data, seed=seed, nthread=nthread)
-    card: dict[str, Any] = {
-        "feature_extractor": extractor_info,
-        "image_stats_version": STATS_VERSION,
-        "feature_size": int(extractor_info["feature_size"]) + STATS_SIZE,
-        "labels": ["non-medical", "medical"],
-        "training": {
-            "data": data_name,
-            "seed": seed,
-            "views_per_image": data.real.views,
-            "framed_views_per_image": data.framed.views if data.framed else 0,
-            "framed_images": len(data.framed.samples) if data.framed else 0,
-            "framed_weight": FRAMED_WEIGHT,
-            "augmentation": AUGMENT_SPEC,
-            "composites": COMPOSITE_SPEC,
-            "binary_params": {**BINARY_PARAMS, "rounds": BINARY_ROUNDS},
-            "modality_params": {**MODALITY_PARAMS, "rounds": MODALITY_ROUNDS},
-            "modality_families": MODALITY_FAMILY,
-            "weighting": "per label equal; modality and source shares by count**0.5; framed copies x0.5",
-            "counts": _counts(samples),
-            "sources": dict(sorted(Counter(s.source for s in samples).items())),
-            "skipped": len(data.real.skipped),
-            "seconds": round(time.monotonic() - t0, 1),
-        },
-        "threshold_rule": "balanced-accuracy optimum of the calibrated out-of-fold probability (centre of the best plateau)",
-        "validation": validation,
-    }
-    head = Head(binary, decision.threshold, card, decision.calibrator)
-    if fitted:
-        head.modality, head.modality_classes = fitted
-        head.modality_min_confidence = min_conf
-        card["modality_head"] = {
-            "validation": modality_report(truths, preds, confs, min_conf),
-            "scheme": validation["scheme"].split(";")[0] + "; null (unsure or 'other') counts as wrong",
-            "confidence_rule": "name only when the top class's probability >= min_confidence, chosen to maximise right minus wrong names out of fold",
-        }
-    return head, validation
-
-
-def _counts(samples: Sequence[Sample]) -> dict[str, Any]:
-    per_label = Counter(s.label for s in samples)
-    per_modality = Counter(f"{s.label}/{s.modality}" for s in samples)
-    return {"per_label": dict(sorted(per_label.items())), "per_modality": dict(sorted(per_modality.items()))}
-
-
 def _lso_fold(args: tuple[TrainingSet, str, int, int, int]) -> dict[str, Any]:
     """One held-out source: inner folds calibrate and set the threshold, then the head scores the source."""
     data, source, seed, inner_folds, nthread = args
@@ -485,20 +329,6 @@ def leave_sources_out(
     return report
 
 
-def modality_leave_sources_out(data: TrainingSet, *, seed: int = 0, jobs: int = 1) -> dict[str, Any]:
-    """Modality head with each medical source held out in turn; null counts as wrong."""
-    med_sources = sorted({s.source for s in data.real.samples if s.y == 1})
-    folds = [np.array([i for i, s in enumerate(data.real.samples) if s.source == src]) for src in med_sources]
-    truths, preds, confs = modality_out_of_fold(data, folds, seed, 0, jobs)
-    inner_folds = grouped_folds([s.source for s in data.real.samples], 5, seed)
-    inner_t, inner_p, inner_c = modality_out_of_fold(data, inner_folds, seed, 0, jobs)
-    min_conf = _confidence_rule(inner_t, inner_p, inner_c)
-    report = modality_report(truths, preds, confs, min_conf)
-    report["scheme"] = "leave one medical source out; confidence rule from 5 source-grouped folds"
-    return report
-
-
-
 def save_model(head: Head, directory: Path) -> None:
     """Write the heads and the card (with their sha256) into `directory`, beside the ONNX graph."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -516,6 +346,7 @@ def save_model(head: Head, directory: Path) -> None:
             "file": MODALITY_FILE,
             "classes": head.modality_classes,
             "min_confidence": head.modality_min_confidence,
+            "min_probability": head.modality_min_probability,
             "sha256": file_sha256(directory / MODALITY_FILE),
         }
     (directory / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,155 @@
+"""The one graph that serving runs, as a torch module: uint8 pixels and the log aspect ratio in,
+everything the heads read out (the network's pooled features, its tapped blocks' statistics and
+the 32 image statistics), so the host only decodes and resizes.
+
+`ImageStatistics` is `medlens.training.image_stats.batch_statistics` (the numpy reference) written
+as tensor operations that export to ONNX: percentiles by top-k, distinct colours by sorting,
+histograms by comparison with the bin index. tests/test_graph.py holds the two equal on real
+images within float tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from medlens.training.image_stats import HUE_BINS, STATS_SIZE
+from medlens.training.backbones import FeatureNet
+
+_GRAY_BINS = 32
+_COLOUR_LEVELS = 15.99  # 16 levels per channel, 4096 colours
+
+
+def _upper_percentile(x: torch.Tensor, q: float) -> torch.Tensor:
+    """np.percentile(x, q, axis=1) with linear interpolation, from the top-k values only."""
+    n = x.shape[1]
+    pos = q / 100.0 * (n - 1)
+    lo = int(math.floor(pos))
+    frac = pos - lo
+    k = n - lo
+    top = torch.topk(x, k, dim=1, largest=True, sorted=True).values  # top[:, k-1] is sorted[lo]
+    low = top[:, k - 1]
+    high = top[:, k - 2] if k >= 2 else low
+    return low + frac * (high - low)
+
+
+def _mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = x.mean(dim=1)
+    std = torch.sqrt(((x - mean[:, None]) ** 2).mean(dim=1))
+    return mean, std
+
+
+def _hue(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, mx: torch.Tensor, mn: torch.Tensor) -> torch.Tensor:
+    delta = torch.clamp(mx - mn, min=1e-6)
+    h = torch.where(
+        mx == r, torch.remainder((g - b) / delta, 6.0), torch.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)
+    )
+    return torch.remainder(torch.where(mx - mn > 1e-6, h / 6.0, torch.zeros_like(h)), 1.0)
+
+
+class ImageStatistics(nn.Module):
+    """(N, S, S, 3) uint8 pixels and (N,) log aspect ratios -> (N, 32) statistics, as in numpy."""
+
+    def __init__(self, side: int):
+        super().__init__()
+        half = side // 2
+        m = half // 8
+        border = torch.ones(half, half, dtype=torch.bool)
+        border[m:-m, m:-m] = False
+        self.register_buffer("border", border.reshape(-1).float(), persistent=False)
+        self.register_buffer("gray_levels", torch.arange(_GRAY_BINS, dtype=torch.float32), persistent=False)
+        self.register_buffer("hue_levels", torch.arange(HUE_BINS, dtype=torch.float32), persistent=False)
+        self.side = side
+
+    def forward(self, pixels: torch.Tensor, aspects: torch.Tensor) -> torch.Tensor:
+        n = pixels.shape[0]
+        full = pixels.float() / 255.0
+        side = self.side // 2 * 2
+        top, bottom = full[:, 0:side:2, :side], full[:, 1:side:2, :side]
+        arr = (((top[:, :, 0::2] + top[:, :, 1::2]) + bottom[:, :, 0::2]) + bottom[:, :, 1::2]) / 4.0
+        r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
+        mx, mn = torch.maximum(torch.maximum(r, g), b), torch.minimum(torch.minimum(r, g), b)
+        v = mx
+        s = torch.where(mx > 1e-6, (mx - mn) / torch.clamp(mx, min=1e-6), torch.zeros_like(mx))
+        h = _hue(r, g, b, mx, mn)
+        gray = (r + g + b) / 3.0
+        gx = torch.abs(gray[:, :, 1:] - gray[:, :, :-1]).reshape(n, -1)
+        gy = torch.abs(gray[:, 1:, :] - gray[:, :-1, :]).reshape(n, -1)
+        edges = torch.cat([gx, gy], dim=1)
+        fg = (full[..., 0] + full[..., 1] + full[..., 2]) / 3.0
+        lap = torch.abs(
+            4 * fg[:, 1:-1, 1:-1] - fg[:, :-2, 1:-1] - fg[:, 2:, 1:-1] - fg[:, 1:-1, :-2] - fg[:, 1:-1, 2:]
+        ).reshape(n, -1).mean(dim=1)
+        edge_mean = edges.mean(dim=1)
+        flat_s, flat_v = s.reshape(n, -1), v.reshape(n, -1)
+        exact_gray = ((pixels[..., 0] == pixels[..., 1]) & (pixels[..., 1] == pixels[..., 2])).reshape(n, -1).float().mean(dim=1)
+        quant = torch.floor(arr[:, ::2, ::2] * _COLOUR_LEVELS)
+        codes = (quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]).reshape(n, -1)
+        ordered = torch.topk(codes, codes.shape[1], dim=1, largest=True, sorted=True).values
+        colours = 1.0 + (ordered[:, 1:] != ordered[:, :-1]).float().sum(dim=1)
+        gray_bins = torch.clamp(torch.floor(gray * _GRAY_BINS), max=_GRAY_BINS - 1).reshape(n, -1, 1)
+        hist = (gray_bins == self.gray_levels).float().sum(dim=1)
+        hist = hist / hist.sum(dim=1, keepdim=True)
+        entropy = -torch.where(hist > 0, hist * torch.log(torch.clamp(hist, min=1e-12)) / math.log(2.0), torch.zeros_like(hist)).sum(dim=1)
+        rf, gf = r.reshape(n, -1), g.reshape(n, -1)
+        rc, gc = rf - rf.mean(dim=1, keepdim=True), gf - gf.mean(dim=1, keepdim=True)
+        denom = torch.sqrt((rc * rc).sum(dim=1) * (gc * gc).sum(dim=1))
+        rg_corr = torch.where(denom > 1e-9, (rc * gc).sum(dim=1) / torch.clamp(denom, min=1e-9), torch.ones_like(denom))
+        hue_bins = torch.clamp(torch.floor(h * HUE_BINS), max=HUE_BINS - 1).reshape(n, -1, 1)
+        hue_hist = ((hue_bins == self.hue_levels).float() * flat_s[:, :, None]).sum(dim=1)
+        hue_hist = hue_hist / torch.clamp(flat_s.sum(dim=1, keepdim=True), min=1e-6)
+        border_v = (flat_v * self.border).sum(dim=1) / self.border.sum()
+        centre_v = (flat_v * (1 - self.border)).sum(dim=1) / (1 - self.border).sum()
+        sat_mean, sat_std = _mean_std(flat_s)
+        val_mean, val_std = _mean_std(flat_v)
+        columns = [
+            sat_mean, sat_std, _upper_percentile(flat_s, 90),
+            val_mean, val_std, (flat_s < 0.08).float().mean(dim=1), exact_gray,
+            (flat_v < 0.06).float().mean(dim=1), (flat_v > 0.94).float().mean(dim=1),
+            border_v, centre_v, border_v - centre_v,
+            edge_mean, _upper_percentile(edges, 90), lap, lap / torch.clamp(edge_mean, min=1e-4),
+            torch.log(1.0 + colours), entropy, rg_corr, aspects.float(),
+        ]
+        out = torch.cat([torch.stack(columns, dim=1), hue_hist], dim=1)
+        assert out.shape[1] == STATS_SIZE
+        return out
+
+
+class ModelGraph(nn.Module):
+    """The exported graph: a FeatureNet (pooled last block and tapped blocks) and the statistics."""
+
+    def __init__(self, net: FeatureNet, side: int):
+        super().__init__()
+        self.net = net
+        self.stats = ImageStatistics(side)
+
+    def forward(self, pixels: torch.Tensor, aspects: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.net(pixels), self.stats(pixels, aspects)], dim=1)
+
+
+class Trunk(nn.Module):
+    """The frozen blocks `[0, first)`, for caching: their last output (flattened), the statistics
+    of the taps inside them, and the image statistics. Fine-tuning then runs only `Tail`."""
+
+    def __init__(self, net: FeatureNet, first: int, side: int):
+        super().__init__()
+        self.net, self.first = net, first
+        self.stats = ImageStatistics(side)
+
+    def forward(self, pixels: torch.Tensor, aspects: torch.Tensor) -> torch.Tensor:
+        x, means, stds = self.net.run_blocks(self.net.normalise(pixels), 0, self.first)
+        return torch.cat([x.flatten(1), *means, *stds, self.stats(pixels, aspects)], dim=1)
+
+
+class Tail(nn.Module):
+    """The blocks `[first, end)` of a FeatureNet (shared, not copied: tuning the tail tunes the net)."""
+
+    def __init__(self, net: FeatureNet, first: int):
+        super().__init__()
+        self.net, self.first = net, first
+
+    def forward(self, cut: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        x, means, stds = self.net.run_blocks(cut, self.first, len(self.net.blocks))
+        return x.mean(dim=(2, 3)), means, stds
