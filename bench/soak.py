@@ -1,8 +1,9 @@
 """Soak: a real `medlens serve` under a bounded mix of real traffic, with and without its cache.
 Prints figures; never passes or fails on them.
 
-    .venv/bin/python bench/soak.py [--requests 3000] [--clients 8] [--cache both|on|off]
+    .venv/bin/python bench/soak.py [--requests 3000] [--clients 8] [--cache both|on|off|none]
                                    [--mix url=45,urls=15,upload=15,page=8,pdf=4,health=8,bad=5]
+                                   [--bombs N] [--page-kib 5000]
 
 Everything stays on loopback: the server fetches from an image host in this process (shared/data
 served by the tests' TestSite). Each client takes the next request number until `--requests` are
@@ -20,6 +21,15 @@ traffic. Routes:
 
 Per run: requests/s, error counts by code (HTTP-level and per item, expected ones apart),
 p50/p95/p99 latency per route, and the server's resident memory every 1,000 requests.
+
+`--bombs N` adds the security audit's hostile-input families (issue 20; bytes from
+tests/fixtures/bombs.py), on a fresh server: first `/v1/health` alone (the idle baseline), then
+while a hostile page (`--page-kib` of `<a`) and two progressive-scan bombs are processed (the
+p99 ratio to idle is the figure), then N rounds of every family at once (scan bombs, a scan-less
+JPEG, a 7000^2 16-bit PNG, a PDF of ten 49-Mpx images, the hostile page, a `charset=idna` page,
+a 30 MB flat JSON body, a multipart body padded past max_body_bytes, idle connections) with the
+server's peak resident memory (its PDF workers included) and what each family got back. Point
+PYTHONPATH at another checkout's `server/` to measure that code with the same traffic.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import io
 import os
 import random
 import sys
@@ -40,6 +51,13 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "server")]
 
 import aiohttp  # noqa: E402
 
+from fixtures.bombs import (  # noqa: E402
+    hostile_page,
+    jpeg_without_scan_data,
+    pdf_of_large_images,
+    progressive_scan_bomb,
+    sixteen_bit_png,
+)
 from fixtures.data import SHARED_DATA, pick_real_images  # noqa: E402
 from fixtures.site import TestSite  # noqa: E402
 from serve_process import ServeProcess  # noqa: E402
@@ -185,16 +203,176 @@ async def soak(args: argparse.Namespace, site: TestSite, cache_entries: int, wor
                   f"{1000 * pct(values, 99):9.1f}")
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the server and its PDF workers)."""
+    total = rss_mb(pid)
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += rss_mb(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+class Bombs:
+    """The audit's families, built once (the PDF takes a few seconds)."""
+
+    def __init__(self, site: TestSite, page_kib: int) -> None:
+        self.scan = progressive_scan_bomb(6000)
+        self.scan2 = progressive_scan_bomb(5999)  # other bytes: not answered from the first one's cache
+        self.no_scan = jpeg_without_scan_data()
+        self.png16 = [sixteen_bit_png(7000 - n) for n in range(4)]  # distinct bytes: four decodes, not one
+        self.pdf = pdf_of_large_images(10, 7000)
+        self.page = site.serve("hostile.html", hostile_page(page_kib), "text/html")
+        self.idna = site.serve("idna.html", f'<img src="{site.url("/images/medical/xray/pydicom-data_RG1_J2KI.jpg")}">'.encode(),
+                               "text/html; charset=idna")
+        self.flat_json = b'{"urls": [' + b"1," * (15 * 1024 * 1024) + b"1]}"
+
+
+async def _answer(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> str:
+    """What one hostile request got: the HTTP status and the codes in it, or the client's error."""
+    t0 = time.perf_counter()
+    try:
+        async with session.request(method, url, **kw) as resp:
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = {}
+            codes = codes_of(resp.status, body if isinstance(body, dict) else {})
+            what = f"{resp.status} {','.join(sorted(set(codes))) or 'ok'}"
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        what = f"client:{type(exc).__name__}"
+    return f"{what} in {time.perf_counter() - t0:.1f} s"
+
+
+def _upload(data: bytes, name: str) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=name, content_type="application/octet-stream")
+    return form
+
+
+async def _probe_health(session: aiohttp.ClientSession, server: ServeProcess, stop: asyncio.Event,
+                        every_s: float = 0.05) -> list[float]:
+    latencies = []
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        async with session.get(server.url + "/v1/health", headers=server.headers) as resp:
+            await resp.read()
+        latencies.append(time.perf_counter() - t0)
+        await asyncio.sleep(every_s)
+    return latencies
+
+
+async def _while_probing(session: aiohttp.ClientSession, server: ServeProcess, work: Any,
+                         seconds: float | None = None) -> tuple[Any, list[float], float]:
+    """Run `work` (or just wait `seconds`) while probing health and sampling RSS; (result, latencies, peak MB)."""
+    stop = asyncio.Event()
+    peak = 0.0
+
+    async def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss_mb(server.proc.pid))
+            await asyncio.sleep(0.1)
+
+    probe = asyncio.ensure_future(_probe_health(session, server, stop))
+    sampler = asyncio.ensure_future(sample())
+    try:
+        result = await work if work is not None else await asyncio.sleep(seconds or 0)
+    finally:
+        stop.set()
+        latencies = await probe
+        await sampler
+    return result, latencies, peak
+
+
+def _latency_line(name: str, values: list[float], idle_p99: float | None = None) -> str:
+    p50, p99 = 1000 * pct(values, 50), 1000 * pct(values, 99)
+    ratio = f", p99 {p99 / (1000 * idle_p99):.2f}x idle" if idle_p99 else ""
+    return f"  {name:34s} n={len(values):4d}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {1000 * max(values):7.1f} ms{ratio}"
+
+
+async def bomb_soak(args: argparse.Namespace, site: TestSite, work: Path) -> None:
+    bombs = Bombs(site, args.page_kib)
+    server = ServeProcess(work / "config-bombs", free_port(), "decode_workers=2")
+    url, h = server.url, server.headers
+    json_h = {**h, "Content-Type": "application/json"}
+    try:
+        timeout = aiohttp.ClientTimeout(total=args.bomb_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            print(f"\nbombs: server RSS at start {tree_rss_mb(server.proc.pid):.0f} MB "
+                  f"(hostile page {args.page_kib} KiB, per-request client timeout {args.bomb_timeout_s:g} s)")
+            _, idle, _ = await _while_probing(session, server, None, seconds=10)
+            print(_latency_line("/v1/health, idle", idle))
+            page_and_scans = asyncio.gather(
+                _answer(session, "POST", url + "/v1/classify/page", json={"url": bombs.page}, headers=h),
+                _answer(session, "POST", url + "/v1/classify/image", data=_upload(bombs.scan, "scan1.jpg"), headers=h),
+                _answer(session, "POST", url + "/v1/classify/image",
+                        data=_upload(bombs.scan2, "scan2.jpg"), headers=h),
+            )
+            answers, busy, peak = await _while_probing(session, server, page_and_scans)
+            print(_latency_line("/v1/health, page + 2 scan bombs", busy, pct(idle, 99)))
+            print(f"  {'':34s} hostile page: {answers[0]}; scan bombs: {answers[1]}; {answers[2]}")
+            for round_no in range(1, args.bombs + 1):
+                idle_conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(200)]
+                families = {
+                    "scan bomb": _answer(session, "POST", url + "/v1/classify/image?name=s.jpg", data=bombs.scan,
+                                         headers={**h, "Content-Type": "image/jpeg"}),
+                    "JPEG without scan data": _answer(session, "POST", url + "/v1/classify/image",
+                                                      data=_upload(bombs.no_scan, "empty.jpg"), headers=h),
+                    "16-bit 7000^2 PNG x4": _answer(session, "POST", url + "/v1/classify/image",
+                                                    data=_multi(bombs.png16), headers=h),
+                    "PDF, ten 49-Mpx images": _answer(session, "POST", url + "/v1/classify/pdf", data=bombs.pdf,
+                                                      headers={**h, "Content-Type": "application/pdf"}),
+                    "hostile page": _answer(session, "POST", url + "/v1/classify/page", json={"url": bombs.page}, headers=h),
+                    "charset=idna page": _answer(session, "POST", url + "/v1/classify/page", json={"url": bombs.idna}, headers=h),
+                    "30 MB flat JSON": _answer(session, "POST", url + "/v1/classify", data=bombs.flat_json, headers=json_h),
+                    "multipart padded to 100 MB": _answer(session, "POST", url + "/v1/classify/image",
+                                                          data=_padded(bombs.no_scan, 100 * 1024 * 1024), headers=h),
+                }
+                answers, during, peak = await _while_probing(session, server, asyncio.gather(*families.values()))
+                await asyncio.sleep(args.idle_wait_s)
+                still_open = sum(not reader.at_eof() for reader, _w in idle_conns)
+                for _reader, writer in idle_conns:
+                    writer.close()
+                print(f"round {round_no}: peak RSS {peak:.0f} MB (server + PDF workers), "
+                      f"RSS after {tree_rss_mb(server.proc.pid):.0f} MB; idle connections still open after "
+                      f"{args.idle_wait_s:g} s more: {still_open} of 200")
+                print(_latency_line("/v1/health, every family at once", during, pct(idle, 99)))
+                for name, answer in zip(families, answers):
+                    print(f"  {name:34s} {answer}")
+    finally:
+        log = server.stop()
+    tracebacks = log.count("Traceback")
+    print(f"  server log: {tracebacks} tracebacks, {log.count('WARNING')} WARNING lines, {log.count('ERROR')} ERROR lines")
+
+
+def _multi(files: list[bytes]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for n, data in enumerate(files):
+        form.add_field("file", data, filename=f"{n}.png", content_type="application/octet-stream")
+    return form
+
+
+def _padded(data: bytes, padding: int) -> aiohttp.MultipartWriter:
+    writer = aiohttp.MultipartWriter("form-data")
+    writer.append(io.BytesIO(b"x" * padding)).set_content_disposition("form-data", name="padding")
+    writer.append(io.BytesIO(data)).set_content_disposition("form-data", name="file", filename="f.jpg")
+    return writer
+
+
 async def main_async(args: argparse.Namespace) -> None:
     site = TestSite()
     site.start()
     work = Path(tempfile.mkdtemp(prefix="medlens-soak-"))
     try:
-        runs = {"both": [4096, 0], "on": [4096], "off": [0]}[args.cache]
+        runs = {"both": [4096, 0], "on": [4096], "off": [0], "none": []}[args.cache]
         print(f"{args.requests} requests per run, {args.clients} clients, mix {args.mix}, "
               f"{args.images} distinct image URLs, {os.cpu_count()} CPUs")
         for cache_entries in runs:
             await soak(args, site, cache_entries, work)
+        if args.bombs:
+            await bomb_soak(args, site, work)
     finally:
         site.stop()
 
@@ -204,7 +382,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--images", type=int, default=200, help="distinct image URLs the url/urls routes draw from")
-    ap.add_argument("--cache", choices=("both", "on", "off"), default="both")
+    ap.add_argument("--cache", choices=("both", "on", "off", "none"), default="both",
+                    help="none: no ordinary traffic (with --bombs, the bomb phase only)")
+    ap.add_argument("--bombs", type=int, default=0, metavar="N", help="rounds of the audit's hostile families (0 = none)")
+    ap.add_argument("--page-kib", type=int, default=5000, help="size of the hostile page of `<a` (under max_html_bytes)")
+    ap.add_argument("--bomb-timeout-s", type=float, default=180.0, help="client timeout for one hostile request")
+    ap.add_argument("--idle-wait-s", type=float, default=20.0, help="how long idle connections are watched after a round")
     ap.add_argument("--mix", default=DEFAULT_MIX)
     ap.add_argument("--seed", type=int, default=11)
     asyncio.run(main_async(ap.parse_args()))

@@ -205,10 +205,10 @@ def test_flat_json_is_refused_from_its_bytes_before_parsing() -> None:
     assert peak < 3 * len(raw), peak  # the strings-blanked copy as it is built, never 4 M objects (~150 MB)
 
 
-def test_json_strings_hold_anything_and_count_as_one_value() -> None:
-    data_url = "data:image/png;base64," + "A," * 100_000 + "]]]}}}"
-    body = {"urls": [data_url, 'a "quoted" [x], {y}', "\\\\"], "page_url": "https://example.org/?a=[1]"}
-    assert parse_json_body(json.dumps(body).encode(), max_depth=3, max_values=10) == body
+def test_json_strings_may_hold_brackets_quotes_and_megabytes() -> None:
+    data_url = "data:image/png;base64," + "A" * 2_000_000 + "[[[{{{"
+    body = {"urls": [data_url, 'a "quoted" [x] {y}', "\\\\", "\\\"[[["], "page_url": "https://example.org/?a=[1]"}
+    assert parse_json_body(json.dumps(body).encode(), max_depth=2, max_values=30) == body  # the bound counts brackets in strings too
     for raw, values, words in ((b"[" * 40 + b"]" * 40, 100, "nested"), (b'{"a": [1, 2, 3, 4]}', 4, "values"),
                                (b"{not json", 4, "not valid")):
         with pytest.raises(MedLensError, match=words):
@@ -336,3 +336,25 @@ async def test_a_request_decodes_images_only_up_to_its_pixel_budget(make_api: An
     again.add_field("file", buf.getvalue(), filename="again.png", content_type="image/png")
     resp = await api.client.post("/v1/classify/image", data=again, headers=api.headers())
     assert [r["status"] for r in (await resp.json())["results"]] == ["ok"]
+
+
+def test_pdf_images_leave_their_process_at_the_model_side() -> None:
+    """What the worker hands over is what the model gets: the same pixels as reducing on the server."""
+    from medlens.pipeline.sizing import MODEL_SIDE, shrink_for_model
+
+    assert Settings().pdf_image_side == MODEL_SIDE
+    data = pdf_of_large_images(2, 1000)
+    full = extract_pdf_images(data, Settings())
+    small = extract_pdf_images(data, Settings(), reduce_to=MODEL_SIDE)
+    for a, b in zip(full.images, small.images):
+        assert (b.width, b.height) == (a.width, a.height) == (1000, 1000) and b.image.size == (250, 250)
+        assert shrink_for_model(a.image).tobytes() == b.image.tobytes() and b.thumbnail == a.thumbnail
+
+
+async def test_pdf_answer_from_a_worker_reports_the_original_size(make_api: Any) -> None:
+    api = await make_api()
+    resp = await api.client.post("/v1/classify/pdf?name=big.pdf", data=pdf_of_large_images(2, 1000),
+                                 headers={**api.headers(), "Content-Type": "application/pdf"})
+    body = await resp.json()
+    assert resp.status == 200 and body["images"] == 2, body
+    assert [(r["width"], r["height"]) for r in body["results"]] == [(1000, 1000)] * 2

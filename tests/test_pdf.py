@@ -190,7 +190,7 @@ def test_duplicates_by_xref_and_by_pixels_are_reported_once(settings: Settings) 
 
 async def test_limited_extraction_matches_in_process(docs_dir: Path, settings: Settings) -> None:
     data = _read(docs_dir, "alpha-cmyk.pdf")
-    direct = extract_pdf_images(data, settings)
+    direct = extract_pdf_images(data, settings, reduce_to=settings.pdf_image_side)  # what the child hands over
     child = await extract_pdf_images_limited(data, settings)
     assert (child.pages, child.truncated, child.repaired) == (direct.pages, direct.truncated, direct.repaired)
     assert len(child.images) == len(direct.images) == 2

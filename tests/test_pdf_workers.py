@@ -37,7 +37,7 @@ async def _error(workers: PdfWorkers, data: bytes) -> str:
 async def test_one_warm_process_serves_many_documents_and_errors(docs_dir: Path) -> None:
     settings = Settings(pdf_workers=1)
     report = _read(docs_dir, "report.pdf")
-    direct = extract_pdf_images(report, settings)
+    direct = extract_pdf_images(report, settings, reduce_to=settings.pdf_image_side)  # what a worker hands over
     async with PdfWorkers(settings) as workers:
         first = await workers.extract(report)
         (pid,) = extraction_children()

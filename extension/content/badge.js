@@ -95,14 +95,19 @@
     button { all: unset; cursor: pointer; font: 600 11px/1.2 system-ui, sans-serif; padding: 1px 6px; border-radius: 8px;
       background: #fff; color: #8f1d1d; }
     button:focus-visible { outline: 2px solid #ffbf00; outline-offset: 1px; }
-    .dot button { position: absolute; inset: 0; background: transparent; border-radius: 50%; padding: 0; }
+    .dot button { position: absolute; inset: 0; background: transparent; border-radius: 50%; padding: 0; font-size: 0; }
     .cover { position: absolute; inset: 0; pointer-events: auto; display: flex; flex-direction: column; gap: 6px;
       align-items: center; justify-content: center; box-sizing: border-box; padding: 6px; text-align: center;
       background: repeating-linear-gradient(45deg, #eee, #eee 8px, #ddd 8px, #ddd 16px); border: 2px solid #8f1d1d;
       color: #222; font: 600 13px/1.3 system-ui, sans-serif; }
-    .cover.small { font-size: 0; gap: 0; }
     .cover button { background: #8f1d1d; color: #fff; font-size: 12px; padding: 4px 10px; }
-    .cover.small button { font-size: 10px; padding: 2px 4px; }
+    .short { display: none; }
+    .cover.small { font-size: 0; gap: 0; }
+    .cover.small button { font-size: 10px; padding: 2px 5px; }
+    .cover.small .long { display: none; }
+    .cover.small .short { display: inline; }
+    .cover.tiny button { position: absolute; inset: 0; padding: 0; border-radius: 0; background: transparent; }
+    .cover.tiny .short { display: none; }
   `;
 
   function el(doc, tag, cls, text) {
@@ -145,8 +150,9 @@
     root.append(el(doc, "style", "", STYLE));
     const box = el(doc, "div", "box");
     root.append(box);
-    const show = (text) => {
-      const b = el(doc, "button", "", text);
+    const show = (text, short) => {
+      const b = el(doc, "button", "");
+      b.append(el(doc, "span", "long", text), el(doc, "span", "short", short || text));
       b.type = "button";
       b.setAttribute("aria-label", view.showLabel || text);
       b.addEventListener("click", (ev) => {
@@ -160,7 +166,7 @@
       const cover = el(doc, "div", "cover");
       cover.setAttribute("role", "note");
       cover.setAttribute("aria-label", view.detail);
-      cover.append(el(doc, "div", "", view.cover.text), show(view.cover.button));
+      cover.append(el(doc, "div", "", view.cover.text), show(view.cover.button, "Show"));
       box.append(cover);
     }
     if (view.mark && !view.cover) {
@@ -196,7 +202,10 @@
     const root = roots.get(host);
     const mark = root && root.querySelector(".mark");
     const cover = root && root.querySelector(".cover");
-    if (cover) cover.classList.toggle("small", r.width < 140 || r.height < 90);
+    if (cover) {
+      cover.classList.toggle("small", r.width < 140 || r.height < 90);
+      cover.classList.toggle("tiny", r.width < 56 || r.height < 40); // the whole cover is the button
+    }
     if (!mark) {
       host.setAttribute("data-medlens-form", cover ? "cover" : "none");
       return;

@@ -104,6 +104,9 @@ class Settings:
     max_pdf_pixels: int = _doc("Most pixels of all images kept from one PDF together (each image is held in full "
                                "until classified); images beyond are left out and the PDF flagged truncated.",
                                100_000_000)
+    pdf_image_side: int = _doc("Shorter side a PDF image is box-reduced to (by an integer factor) in its extraction "
+                               "process before it is handed to the server: the model's input side, so the model sees "
+                               "the same pixels; 0 = full size.", 224)
     pdf_time_limit_s: float = _doc("Seconds one PDF's extraction may take before pdf_timeout.", 60.0)
     pdf_workers: int = _doc("Warm PDF extraction processes kept ready (each killed at pdf_time_limit_s); more PDFs "
                             "at once wait for one to be free. 0 = a fresh process per PDF (about 1 s more each).", 2)

@@ -99,11 +99,15 @@ def open_pdf(data: bytes, settings: Settings) -> pymupdf.Document:
     return doc
 
 
-def extract_pdf_images(data: bytes, settings: Settings) -> PdfExtraction:
-    """All distinct images of a PDF (up to the page and image caps), RGB, with position and thumbnail."""
+def extract_pdf_images(data: bytes, settings: Settings, *, reduce_to: int = 0) -> PdfExtraction:
+    """All distinct images of a PDF (up to the page and image caps), RGB, with position and thumbnail.
+
+    With `reduce_to`, each image is box-reduced by the integer factor that keeps its shorter side
+    >= reduce_to as soon as its thumbnail is made (what the model gets is the same; `width` and
+    `height` stay the original's), so what is held and handed over is small."""
     doc = open_pdf(data, settings)
     try:
-        result = _extract(doc, settings)
+        result = _extract(doc, settings, reduce_to)
     except MedLensError:
         raise
     except Exception as exc:
@@ -115,7 +119,7 @@ def extract_pdf_images(data: bytes, settings: Settings) -> PdfExtraction:
     return result
 
 
-def _extract(doc: pymupdf.Document, settings: Settings) -> PdfExtraction:
+def _extract(doc: pymupdf.Document, settings: Settings, reduce_to: int) -> PdfExtraction:
     out = PdfExtraction(pages=doc.page_count, repaired=bool(doc.is_repaired))
     seen_xrefs: set[int] = set()
     seen_digests: set[bytes] = set()
@@ -166,15 +170,17 @@ def _extract(doc: pymupdf.Document, settings: Settings) -> PdfExtraction:
                 out.truncated = True
                 return out
             held += image.width * image.height
+            thumbnail = make_thumbnail(image, settings.thumbnail_side)
+            factor = min(image.size) // reduce_to if reduce_to > 0 else 1
             out.images.append(
                 PdfImage(
                     page=page_no + 1,
                     index=index,
                     bbox=_first_bbox(page, info),
-                    image=image,
+                    image=image.reduce(factor) if factor >= 2 else image,
                     width=image.width,
                     height=image.height,
-                    thumbnail=make_thumbnail(image, settings.thumbnail_side),
+                    thumbnail=thumbnail,
                     xref=xref,
                 )
             )
@@ -237,8 +243,9 @@ def make_thumbnail(image: Image.Image, side: int) -> bytes:
 # on how the parent's __main__ was started). Frames on its stdin/stdout are an 8-byte big-endian
 # length and a payload. Out first, once its imports are done: READY. Then for each document, in:
 # a JSON settings object and the PDF; out: a JSON header and per image its JPEG thumbnail and
-# raw RGB pixels. It serves documents until its stdin ends. JSON, not pickle: the child has parsed
-# hostile bytes and its answer is read as data only.
+# raw RGB pixels, box-reduced to `pdf_image_side` (a 49-Mpx figure is ~100 kB, not 147 MB, to
+# copy through the pipe and onto the server's event loop). It serves documents until its stdin
+# ends. JSON, not pickle: the child has parsed hostile bytes and its answer is read as data only.
 
 _LEN = struct.Struct(">Q")
 READY = b"medlens-pdf-ready"
@@ -283,7 +290,8 @@ def _child_main() -> int:
 
 def _answer(out: BinaryIO, settings_json: bytes, data: bytes) -> None:
     try:
-        result = extract_pdf_images(data, Settings(**json.loads(settings_json)))
+        settings = Settings(**json.loads(settings_json))
+        result = extract_pdf_images(data, settings, reduce_to=settings.pdf_image_side)
     except MedLensError as exc:
         out.write(_frame(json.dumps({"error": exc.to_dict()}).encode()))
         return
@@ -292,7 +300,8 @@ def _answer(out: BinaryIO, settings_json: bytes, data: bytes) -> None:
         return
     header = {name: getattr(result, name) for name in _SUMMARY_FIELDS}
     header["images"] = [
-        {name: getattr(item, name) for name in ("page", "index", "bbox", "width", "height", "xref")}
+        {**{name: getattr(item, name) for name in ("page", "index", "bbox", "width", "height", "xref")},
+         "pixel_width": item.image.width, "pixel_height": item.image.height}
         for item in result.images
     ]
     out.write(_frame(json.dumps(header).encode()))
@@ -332,7 +341,7 @@ async def read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
     for meta in header["images"]:
         thumbnail = await frame()
         pixels = await frame()
-        size = (int(meta["width"]), int(meta["height"]))
+        size = (int(meta["pixel_width"]), int(meta["pixel_height"]))
         if len(pixels) != size[0] * size[1] * 3:
             raise MedLensError("pdf_malformed", "PDF extraction returned inconsistent image data")
         result.images.append(
@@ -341,8 +350,8 @@ async def read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
                 index=int(meta["index"]),
                 bbox=meta["bbox"],
                 image=Image.frombytes("RGB", size, pixels),
-                width=size[0],
-                height=size[1],
+                width=int(meta["width"]),
+                height=int(meta["height"]),
                 thumbnail=thumbnail,
                 xref=int(meta["xref"]),
             )
