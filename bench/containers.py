@@ -4,9 +4,11 @@ as plain files in the same run (the ratio is the figure; absolute rates depend o
 Each kind is built from the same N images of ../shared/data (fixtures/containers.py, the
 builders the tests use); the baseline is those N images as plain JPEG files in a folder. Both go
 through `classify_inputs` (what `medlens classify` runs) with one loaded model, cache off, each
-timed `--repeats` times in alternation (best kept). Videos and animations are measured in the
-frames they are sampled to, DICOM as N copies of pydicom's CT_small.dcm against the same slice
-as N PNGs.
+timed `--repeats` times in alternation (best kept). Like a `medlens classify` run, each call
+starts its own extraction processes, so PDF-engine kinds (EPUB, CBZ) and video pay a process
+start (about a second, more on a loaded machine) inside their figure. Videos and animations are measured in the
+frames they are sampled to, DICOM as N variants of pydicom's CT_small.dcm against the same
+slices as N PNGs.
 
     .venv/bin/python bench/containers.py [--images 24] [--repeats 2]
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from PIL import Image  # noqa: E402
 from fixtures import containers as build  # noqa: E402
 from fixtures.data import manifest_items  # noqa: E402
 from medlens.commands.classify import classify_inputs  # noqa: E402
+from medlens.ingest.sources import expand_inputs  # noqa: E402
 from medlens.model.classifier import Classifier  # noqa: E402
 from medlens.settings import Settings  # noqa: E402
 
@@ -42,13 +44,28 @@ def pick_images(count: int) -> list[str]:
     return [rel.split("images/", 1)[-1] for rel in rels]
 
 
-def dicom_slice_png() -> bytes:
+def distinct_dicoms(count: int) -> list[bytes]:
+    """`count` copies of pydicom's CT_small.dcm, each with one pixel changed (so no two share a
+    content hash: the pipeline would classify identical plain copies once)."""
+    import numpy as np
+    import pydicom
+
+    out = []
+    for n in range(count):
+        ds = pydicom.dcmread(build.pydicom_file("CT_small.dcm"))
+        pixels = ds.pixel_array.copy()
+        pixels.flat[n] = np.int16(pixels.flat[n] + 200)
+        ds.PixelData = pixels.tobytes()
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        out.append(buf.getvalue())
+    return out
+
+
+def dicom_png(data: bytes) -> bytes:
     from medlens.ingest.dicom import extract_dicom
 
-    loaded = extract_dicom(build.pydicom_file("CT_small.dcm").read_bytes(), Settings())
-    buf = io.BytesIO()
-    loaded.items[0].image.save(buf, format="PNG")
-    return buf.getvalue()
+    return _png(extract_dicom(data, Settings()).items[0].image)
 
 
 def plain_folder(folder: Path, images: list[bytes], suffix: str) -> Path:
@@ -85,11 +102,9 @@ def cases(work: Path, rels: list[str]) -> dict[str, tuple[Path, Path, int]]:
     video_plain = plain_folder(work / "plain-video", [_png(Image.open(io.BytesIO(d)).convert("RGB").resize((320, 240)))
                                                       for d in jpegs[:count]], ".png")
     add("mp4 frames", "c.mp4", build.video(rels[:count]), video_plain, count)
-    dicoms = work / "dicom"
-    dicoms.mkdir()
-    for n in range(len(rels)):
-        shutil.copy(build.pydicom_file("CT_small.dcm"), dicoms / f"{n:03d}.dcm")
-    out["dicom"] = (dicoms, plain_folder(work / "plain-dicom", [dicom_slice_png()] * len(rels), ".png"), len(rels))
+    slices = distinct_dicoms(len(rels))
+    dicoms = plain_folder(work / "dicom", slices, ".dcm")
+    out["dicom"] = (dicoms, plain_folder(work / "plain-dicom", [dicom_png(d) for d in slices], ".png"), len(rels))
     return out
 
 
@@ -101,7 +116,7 @@ def _png(img: Image.Image) -> bytes:
 
 async def timed(path: Path, settings: Settings, classifier: Classifier) -> tuple[float, int]:
     started = time.perf_counter()
-    rows = await classify_inputs([str(path)], settings, classifier=classifier)
+    rows = await classify_inputs(expand_inputs([str(path)]), settings, classifier=classifier)
     return time.perf_counter() - started, sum(1 for r in rows if r["status"] == "ok" and r.get("role") != "summary")
 
 

@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator
 import pytest
 
 from fixtures.containers import (
-    CHART, MRI, SCREENSHOT, XRAY, animation, docx, epub, jpeg, multipage_tiff, odp, png, pptx, pydicom_file, still,
-    tar_of, video, zip_of,
+    CHART, MRI, SCREENSHOT, XRAY, animation, docx, epub, fb2, jpeg, multipage_tiff, odp, odt, png, pptx,
+    pydicom_file, still, tar_of, video, zip_of,
 )
 from medlens.commands.classify import classify_inputs
 from medlens.ingest.items import Loaded
@@ -53,8 +53,12 @@ def places(loaded: Loaded) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(("name", "build", "kind", "expected"), [
     ("r.docx", lambda: docx(TWO), "office", [{"member": "word/media/image1.jpg"}, {"member": "word/media/image2.jpg"}]),
     ("s.pptx", lambda: pptx(TWO), "office", [{"member": "ppt/media/image1.jpg"}, {"member": "ppt/media/image2.jpg"}]),
+    ("t.xlsx", lambda: zip_of({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>",
+                               "xl/media/image1.png": png(CHART)}), "office", [{"member": "xl/media/image1.png"}]),
+    ("t.odt", lambda: odt([XRAY]), "office", [{"member": "Pictures/figure0.jpg"}]),
     ("s.odp", lambda: odp(TWO), "office", [{"member": "Pictures/figure0.jpg"}, {"member": "Pictures/figure1.jpg"}]),
     ("b.epub", lambda: epub(TWO), "document", [{"page": 1, "index": 1}, {"page": 2, "index": 1}]),
+    ("b.fb2", lambda: fb2(TWO), "document", [{"page": 1, "index": 1}, {"page": 2, "index": 1}]),
     ("c.cbz", lambda: zip_of({"001.jpg": jpeg(XRAY), "002.jpg": jpeg(CHART)}), "document",
      [{"page": 1, "index": 1}, {"page": 2, "index": 1}]),
     ("t.tif", lambda: multipage_tiff([XRAY, CHART, MRI]), "frames", [{"page": 1}, {"page": 2}, {"page": 3}]),

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from aiohttp import FormData, web
 
-from fixtures.batch import OBJECT_STORE  # noqa: F401  (the Ray fixture's sizing lives there)
 from fixtures.containers import (
     CHART, MRI, SCREENSHOT, XRAY, animation, docx, epub, jpeg, multipage_tiff, png, pptx, pydicom_file, tar_of, video,
     zip_of,

@@ -188,8 +188,11 @@ def test_firefox_site_controls_and_site_list(firefox, server, site, reports_dir)
     wait.until(lambda d: d.find_element(By.ID, "server").get_attribute("data-state") == "ok")
     drv.find_element(By.CSS_SELECTOR, "#site-levels .level[data-level=strictest]").click()
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#site-levels .level[data-level=strictest]").get_attribute("aria-pressed") == "true")
-    strict = ext_eval(drv, "return (await browser.storage.local.get('siteStrictness')).siteStrictness;")
-    assert list(strict) == [here] and 0 < strict[here] < 0.3, strict
+    strict, server_threshold = ext_eval(
+        drv, "const s = await browser.storage.local.get(['siteStrictness', 'serverThreshold']);"
+             "return [s.siteStrictness, s.serverThreshold];")
+    # "strictest" is 0.2 below the server's own threshold (lib/settings.js STRICTER_STEPS)
+    assert list(strict) == [here] and strict[here] == round(max(0.05, server_threshold - 0.2), 3), strict
     drv.find_element(By.ID, "site-off").click()
     wait.until(lambda d: d.find_element(By.ID, "scan").get_attribute("data-status") == "off")
     assert ext_eval(drv, "return (await browser.storage.local.get('offSites')).offSites;") == [here]

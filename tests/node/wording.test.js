@@ -62,7 +62,7 @@ test("modality names follow the server's modality classes", () => {
   assert.equal(W.modalityName("xray"), "X-ray");
   assert.equal(W.modalityName("other"), null);
   assert.equal(W.modalityName(null), null);
-  assert.equal(W.modalityName("blood_smear"), "Blood smear", "a class added later is shown, not dropped");
+  assert.equal(W.modalityName("capsule_endoscopy"), "Capsule endoscopy", "a class added later is shown, not dropped");
 });
 
 test("not-classified results get one generic page label whatever the code or message", () => {

@@ -111,14 +111,14 @@ def _sniff_text(head: bytes) -> str | None:
         if len(text) < 0.9 * len(head.decode("latin-1")):
             return None
     lowered = text.lstrip().lower()
+    if "<fictionbook" in lowered[:1024]:
+        return "FB2"  # an e-book (PyMuPDF reads it), though it has a <body>
     if "<svg" in lowered[:2048]:
         return "SVG"
     if lowered.startswith(("<!doctype html", "<html", "<head", "<body", "<script", "<iframe", "<div", "<p>", "<!--", "<meta", "<title", "<a ", "<table")):
         return "HTML"
     if "<html" in lowered[:2048] or "<body" in lowered[:2048]:
         return "HTML"
-    if "<fictionbook" in lowered[:1024]:
-        return "FB2"
     if lowered.startswith("<?xml"):
         return "XML"
     if lowered.startswith(("{", "[")):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from contextvars import ContextVar
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial

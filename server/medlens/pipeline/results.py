@@ -130,7 +130,7 @@ def container_result(source: str, loaded: Loaded, items: list[dict[str, Any]], e
     else:
         summary = {key: best[key] for key in ("status", "probability", "modality", "width", "height")}
         summary.update(label=combined_label(items), error=None)
-        summary.update({key: best[key] for key in ("member", "page", "index", "frame", "time_s") if key in best})
+        summary.update({key: best[key] for key in ("member", "page", "index", "frame", "time_s", "thumbnail") if key in best})
     return {"source": source, **summary, "cached": False, "kind": loaded.kind, "items": items, **_counts(loaded)}
 
 

@@ -11,7 +11,7 @@
   // The server's modality classes (models/model_card.json, modality_head.classes; "other" is
   // answered as null). A name the server adds later is shown as it is spelled, never dropped.
   const MODALITY_NAMES = Object.freeze({
-    ct: "CT", endoscopy: "Endoscopy", fundus: "Fundus photo", histology: "Histology", mri: "MRI",
+    "blood-smear": "Blood smear", ct: "CT", endoscopy: "Endoscopy", fundus: "Fundus photo", histology: "Histology", mri: "MRI",
     nuclear: "Nuclear medicine", ultrasound: "Ultrasound", xray: "X-ray",
   });
 
