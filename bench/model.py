@@ -44,6 +44,12 @@ def images_per_second(fn: Callable[[], object], n_images: int, repeats: int) -> 
     return n_images / statistics.median(times)
 
 
+def _seconds(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def real_blobs(n: int) -> list[bytes]:
     """Real encoded images from shared/data, JPEG and PNG, medical and not, cycled up to n."""
     paths = sorted((DATA / "images").rglob("*.jpg"))[::3] + sorted((DATA / "images").rglob("*.png"))[::6]
@@ -60,25 +66,33 @@ def prepare(data: bytes) -> tuple[np.ndarray, float]:
 def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> None:
     ex = classifier.extractor
     pixels, aspects = model_batch([open_for_model(b) for b in blobs[:32]])
-    print("the model's graph alone (shipped ONNX: network + image statistics, uint8 in), images/s")
+    print("the model's graph alone (shipped ONNX: network + image statistics, uint8 in) and the whole path, images/s;")
+    print("rounds alternate between the two, so a busy machine slows both alike (ratio: median of the rounds')")
     print(f"{'':<34}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
-    alone: dict[int, float] = {}
-    row = f"{'graph alone (baseline)':<34}"
+    alone_row, e2e_row = f"{'graph alone (baseline)':<34}", f"{'decode+resize+graph+heads':<34}"
     for b in BATCHES:
         x = np.ascontiguousarray(np.resize(pixels, (b, *pixels.shape[1:])))
         a = np.resize(aspects, b).astype(np.float32)
-        alone[b] = images_per_second(lambda: ex.features(x, a), b, repeats if b < 32 else max(2, repeats // 2))
-        row += f"{alone[b]:>10.1f} (1.00x)"
-    print(row)
-    row = f"{'decode+resize+graph+heads':<34}"
-    for b in BATCHES:
+        reps = max(1, len(blobs) // b)
+
+        def graph() -> None:
+            for _ in range(reps):
+                ex.features(x, a)
+
         def run() -> None:
             for i in range(0, len(blobs), b):
                 classifier.classify([open_for_model(d) for d in blobs[i : i + b]])
 
-        ips = images_per_second(run, len(blobs), max(1, repeats // 2))
-        row += f"{ips:>10.1f} ({ips / alone[b]:.2f}x)"
-    print(row, flush=True)
+        graph(), run()  # warm-up
+        alone, whole = [], []
+        for _ in range(repeats):
+            alone.append(reps * b / _seconds(graph))
+            whole.append(len(blobs) / _seconds(run))
+        ratio = statistics.median(w / g for w, g in zip(whole, alone))
+        alone_row += f"{statistics.median(alone):>10.1f} (1.00x)"
+        e2e_row += f"{statistics.median(whole):>10.1f} ({ratio:.2f}x)"
+    print(alone_row)
+    print(e2e_row, flush=True)
 
     # where one image's time goes, at batch 8
     n = len(blobs)
