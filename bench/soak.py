@@ -3,7 +3,7 @@ Prints figures; never passes or fails on them.
 
     .venv/bin/python bench/soak.py [--requests 3000] [--clients 8] [--cache both|on|off|none]
                                    [--mix url=45,urls=15,upload=15,page=8,pdf=4,health=8,bad=5]
-                                   [--bombs N] [--page-kib 5000]
+                                   [--hostile [--bombs N] [--page-kib 5000]]
 
 Everything stays on loopback: the server fetches from an image host in this process (shared/data
 served by the tests' TestSite). Each client takes the next request number until `--requests` are
@@ -22,10 +22,10 @@ traffic. Routes:
 Per run: requests/s, error counts by code (HTTP-level and per item, expected ones apart),
 p50/p95/p99 latency per route, and the server's resident memory every 1,000 requests.
 
-`--bombs N` adds the security audit's hostile-input families (issue 20; bytes from
+`--hostile` adds the security audit's hostile-input families (issue 20; bytes from
 tests/fixtures/bombs.py), on a fresh server: first `/v1/health` alone (the idle baseline), then
 while a hostile page (`--page-kib` of `<a`) and two progressive-scan bombs are processed (the
-p99 ratio to idle is the figure), then N rounds of every family at once (scan bombs, a scan-less
+p99 ratio to idle is the figure), then `--bombs N` rounds of every family at once (scan bombs, a scan-less
 JPEG, a 7000^2 16-bit PNG, a PDF of ten 49-Mpx images, the hostile page, a `charset=idna` page,
 a 30 MB flat JSON body, a multipart body padded past max_body_bytes, idle connections) with the
 server's peak resident memory (its PDF workers included) and what each family got back. Point
@@ -253,14 +253,23 @@ def _upload(data: bytes, name: str) -> aiohttp.FormData:
 
 async def _probe_health(session: aiohttp.ClientSession, server: ServeProcess, stop: asyncio.Event,
                         every_s: float = 0.05) -> list[float]:
-    latencies = []
-    while not stop.is_set():
+    """One /v1/health every `every_s` on a fixed schedule, each timed on its own: a server that
+    freezes for 10 s shows as 200 slow answers, not one."""
+
+    async def one() -> float:
         t0 = time.perf_counter()
-        async with session.get(server.url + "/v1/health", headers=server.headers) as resp:
-            await resp.read()
-        latencies.append(time.perf_counter() - t0)
+        try:
+            async with session.get(server.url + "/v1/health", headers=server.headers) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return float("inf")  # refused or dropped (a frozen server's backlog overflows): a failed probe
+        return time.perf_counter() - t0
+
+    probes = []
+    while not stop.is_set():
+        probes.append(asyncio.ensure_future(one()))
         await asyncio.sleep(every_s)
-    return latencies
+    return list(await asyncio.gather(*probes))
 
 
 async def _while_probing(session: aiohttp.ClientSession, server: ServeProcess, work: Any,
@@ -268,6 +277,7 @@ async def _while_probing(session: aiohttp.ClientSession, server: ServeProcess, w
     """Run `work` (or just wait `seconds`) while probing health and sampling RSS; (result, latencies, peak MB)."""
     stop = asyncio.Event()
     peak = 0.0
+    probe_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=session.timeout)
 
     async def sample() -> None:
         nonlocal peak
@@ -275,7 +285,7 @@ async def _while_probing(session: aiohttp.ClientSession, server: ServeProcess, w
             peak = max(peak, tree_rss_mb(server.proc.pid))
             await asyncio.sleep(0.1)
 
-    probe = asyncio.ensure_future(_probe_health(session, server, stop))
+    probe = asyncio.ensure_future(_probe_health(probe_session, server, stop))
     sampler = asyncio.ensure_future(sample())
     try:
         result = await work if work is not None else await asyncio.sleep(seconds or 0)
@@ -283,13 +293,17 @@ async def _while_probing(session: aiohttp.ClientSession, server: ServeProcess, w
         stop.set()
         latencies = await probe
         await sampler
+        await probe_session.close()
     return result, latencies, peak
 
 
 def _latency_line(name: str, values: list[float], idle_p99: float | None = None) -> str:
+    failed = sum(v == float("inf") for v in values)
     p50, p99 = 1000 * pct(values, 50), 1000 * pct(values, 99)
+    answered = [v for v in values if v != float("inf")] or [float("nan")]
     ratio = f", p99 {p99 / (1000 * idle_p99):.2f}x idle" if idle_p99 else ""
-    return f"  {name:34s} n={len(values):4d}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {1000 * max(values):7.1f} ms{ratio}"
+    return (f"  {name:34s} n={len(values):4d}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max answered "
+            f"{1000 * max(answered):7.1f} ms  failed {failed}{ratio}")
 
 
 async def bomb_soak(args: argparse.Namespace, site: TestSite, work: Path) -> None:
@@ -304,15 +318,21 @@ async def bomb_soak(args: argparse.Namespace, site: TestSite, work: Path) -> Non
                   f"(hostile page {args.page_kib} KiB, per-request client timeout {args.bomb_timeout_s:g} s)")
             _, idle, _ = await _while_probing(session, server, None, seconds=10)
             print(_latency_line("/v1/health, idle", idle))
-            page_and_scans = asyncio.gather(
-                _answer(session, "POST", url + "/v1/classify/page", json={"url": bombs.page}, headers=h),
-                _answer(session, "POST", url + "/v1/classify/image", data=_upload(bombs.scan, "scan1.jpg"), headers=h),
-                _answer(session, "POST", url + "/v1/classify/image",
-                        data=_upload(bombs.scan2, "scan2.jpg"), headers=h),
-            )
-            answers, busy, peak = await _while_probing(session, server, page_and_scans)
+
+            async def page_and_scans() -> list[str]:
+                answers: list[str] = []
+                for _ in range(args.trio_repeats):  # one after another, so the probe sees the whole time
+                    answers = list(await asyncio.gather(
+                        _answer(session, "POST", url + "/v1/classify/page", json={"url": bombs.page}, headers=h),
+                        _answer(session, "POST", url + "/v1/classify/image", data=_upload(bombs.scan, "scan1.jpg"), headers=h),
+                        _answer(session, "POST", url + "/v1/classify/image", data=_upload(bombs.scan2, "scan2.jpg"), headers=h),
+                    ))
+                return answers
+
+            answers, busy, peak = await _while_probing(session, server, page_and_scans())
             print(_latency_line("/v1/health, page + 2 scan bombs", busy, pct(idle, 99)))
-            print(f"  {'':34s} hostile page: {answers[0]}; scan bombs: {answers[1]}; {answers[2]}")
+            print(f"  {'':34s} p50 {pct(busy, 50) / pct(idle, 50):.2f}x idle; last of {args.trio_repeats}: hostile page "
+                  f"{answers[0]}; scan bombs {answers[1]}; {answers[2]}")
             for round_no in range(1, args.bombs + 1):
                 idle_conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(200)]
                 families = {
@@ -371,7 +391,7 @@ async def main_async(args: argparse.Namespace) -> None:
               f"{args.images} distinct image URLs, {os.cpu_count()} CPUs")
         for cache_entries in runs:
             await soak(args, site, cache_entries, work)
-        if args.bombs:
+        if args.hostile:
             await bomb_soak(args, site, work)
     finally:
         site.stop()
@@ -384,9 +404,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=200, help="distinct image URLs the url/urls routes draw from")
     ap.add_argument("--cache", choices=("both", "on", "off", "none"), default="both",
                     help="none: no ordinary traffic (with --bombs, the bomb phase only)")
-    ap.add_argument("--bombs", type=int, default=0, metavar="N", help="rounds of the audit's hostile families (0 = none)")
+    ap.add_argument("--hostile", action="store_true", help="add the audit's hostile families (on a server of their own)")
+    ap.add_argument("--bombs", type=int, default=1, metavar="N", help="with --hostile: rounds of every family at once "
+                    "(0 = only the hostile page and two scan bombs)")
     ap.add_argument("--page-kib", type=int, default=5000, help="size of the hostile page of `<a` (under max_html_bytes)")
     ap.add_argument("--bomb-timeout-s", type=float, default=180.0, help="client timeout for one hostile request")
+    ap.add_argument("--trio-repeats", type=int, default=8, help="times the hostile page and two scan bombs are sent")
     ap.add_argument("--idle-wait-s", type=float, default=20.0, help="how long idle connections are watched after a round")
     ap.add_argument("--mix", default=DEFAULT_MIX)
     ap.add_argument("--seed", type=int, default=11)
