@@ -1,5 +1,6 @@
 /* MedLens popup: asks the service worker to scan the active tab as it opens (so one toolbar click
- * scans), shows the server's state and the scan's progress, and classifies dropped PDFs/images. */
+ * scans), shows the server's state and the scan's progress, and classifies dropped files: PDFs,
+ * images, and files that hold images (office documents, e-books, archives, DICOM, videos). */
 /* global MedLens */
 "use strict";
 
@@ -34,7 +35,8 @@ function showServer(st) {
 function showLimits(next) {
   limits = next;
   $("file-limits").textContent =
-    `PDFs up to ${mb(limits.max_pdf_bytes)}, images up to ${mb(limits.max_image_bytes)}, ${limits.max_items} file${limits.max_items === 1 ? "" : "s"} per upload`;
+    `PDFs up to ${mb(limits.max_pdf_bytes)}, images up to ${mb(limits.max_image_bytes)}, other files up to ${mb(MedLens.api.sizeCap("container", limits))}, `
+    + `${limits.max_items} file${limits.max_items === 1 ? "" : "s"} per upload`;
   $("file-limits").dataset.fromServer = String(limits.fromServer);
 }
 
@@ -229,7 +231,7 @@ function watchScanState() {
   });
 }
 
-/* ---------------------------------------------------------------- files: PDF and images */
+/* ---------------------------------------------------------------- files: PDFs, images, containers */
 
 function fileMessage(text) {
   const m = $("file-message");
@@ -281,11 +283,28 @@ function resultCard(r, thumb) {
   figures.textContent = v.figures;
   const where = document.createElement("span");
   where.className = "where";
-  // the server's PDF `index` is 1-based: the image's position in its page's image list
-  where.textContent = r.page ? `page ${r.page}${r.index ? `, image ${r.index}` : ""}` : (r.source || "").replace(/^upload:/, "");
+  where.textContent = placeOf(r) || (r.source || "").replace(/^upload:/, "");
   if (v.modality) where.textContent += ` · ${v.modality}`;
   card.append(img, label, figures, where);
+  if (!v.figures) {
+    const todo = document.createElement("span");
+    todo.className = "todo";
+    todo.textContent = W.errorText(r.error && r.error.code); // what happened and what to do
+    card.append(todo);
+  }
   return card;
+}
+
+/** Where an image sits in the file that held it: "member scans/a.png", "page 2, image 1", "frame
+ * at 4.0 s"; "" for a file of its own. The server's `index` is 1-based within its page. */
+function placeOf(r) {
+  const at = [];
+  if (r.member) at.push(`member ${r.member}`);
+  if (r.page) at.push(`page ${r.page}${r.index ? `, image ${r.index}` : ""}`);
+  if (typeof r.time_s === "number") at.push(`frame at ${r.time_s.toFixed(1)} s`);
+  else if (Number.isInteger(r.frame)) at.push(`frame ${r.frame}`);
+  if (r.dicom_modality) at.push(`DICOM ${r.dicom_modality}`);
+  return at.join(", ");
 }
 
 /** One result box: a head with the counts, a grid of the images worth a look, the small ones
@@ -390,7 +409,7 @@ function progress(fraction, phase) {
   }
 }
 
-/** Groups of image files that each fit one request: at most max_items files and max_body_bytes
+/** Groups of files (images and containers) that each fit one request: at most max_items files and max_body_bytes
  * (with room for the multipart framing), so a large drop never gets a 413 as a whole. */
 function uploadGroups(images) {
   const groups = [];
@@ -416,20 +435,17 @@ async function handleFiles(fileList) {
   if (serverChecked) await serverChecked.catch(() => null); // the server's limits, once it has answered
   const problems = [];
   const pdfs = [];
-  const images = [];
+  const images = []; // and containers: the same upload route takes both
+  const what = { pdf: "PDFs", image: "images", container: "documents, archives and videos" };
   for (const f of files) {
     const kind = MedLens.api.fileKind(f);
-    if (kind === "pdf") {
-      const cap = Math.min(limits.max_pdf_bytes, limits.max_body_bytes);
-      if (f.size > cap) problems.push(`${f.name} is too large (${mb(f.size)}); this MedLens server takes PDFs up to ${mb(cap)}.`);
-      else pdfs.push(f);
-    } else if (kind === "image") {
-      const cap = Math.min(limits.max_image_bytes, limits.max_body_bytes);
-      if (f.size > cap) problems.push(`${f.name} is too large (${mb(f.size)}); this MedLens server takes images up to ${mb(cap)}.`);
-      else images.push(f);
-    } else {
-      problems.push(`${f.name} is not supported: drop a PDF or an image (PNG, JPEG, GIF, WebP, BMP, TIFF).`);
+    if (!kind) {
+      problems.push(`${f.name} is not supported: drop ${MedLens.api.acceptedText()}.`);
+      continue;
     }
+    const cap = MedLens.api.sizeCap(kind, limits);
+    if (f.size > cap) problems.push(`${f.name} is too large (${mb(f.size)}); this MedLens server takes ${what[kind]} up to ${mb(cap)}.`);
+    else (kind === "pdf" ? pdfs : images).push(f);
   }
   fileMessage(problems.join(" "));
   const s = await MedLens.settings.load();
@@ -452,10 +468,13 @@ async function handleFiles(fileList) {
         progress(0, "upload");
         results.push(...(await MedLens.api.classifyImageFiles(s, group, progress)));
       }
-      const thumbs = images.map((f) => URL.createObjectURL(f));
-      const title = images.length === 1 ? images[0].name : `${images.length} images`;
-      const sub = groups.length > 1 ? `${groups.length} uploads` : "";
-      renderResults(title, sub, results.map((r, i) => ({ ...r, source: images[i].name })), thumbs, "images");
+      const plain = images.map((f, i) => [f, results[i]]).filter(([, r]) => !isContainer(r));
+      if (plain.length) {
+        const title = plain.length === 1 ? plain[0][0].name : `${plain.length} images`;
+        const sub = groups.length > 1 ? `${groups.length} uploads` : "";
+        renderResults(title, sub, plain.map(([f, r]) => ({ ...r, source: f.name })), plain.map(([f]) => URL.createObjectURL(f)), "images");
+      }
+      images.forEach((f, i) => isContainer(results[i]) && renderContainer(f.name, results[i]));
     } catch (e) {
       errors.push(explain(images.length === 1 ? images[0].name : `${images.length} images`, e));
     }
@@ -463,6 +482,24 @@ async function handleFiles(fileList) {
   $("upload-progress").hidden = true;
   fileMessage([...problems, ...errors].join(" ")); // what was left out stays said once the rest is done
   if (errors.length) refreshServer();
+}
+
+/** A Result of a file that holds images (it has `kind`, and `items` unless it failed as a whole). */
+function isContainer(r) {
+  return Boolean(r && (Array.isArray(r.items) || (r.kind && r.kind !== "image")));
+}
+
+const CONTAINER_NAMES = Object.freeze({ pdf: "PDF", document: "document", office: "office document", archive: "archive", dicom: "DICOM file", video: "video", frames: "frames" });
+
+/** One box per container: a card per image it holds, each with its place; a container that could
+ * not be read, or holds no image, is one card with its error. */
+function renderContainer(name, r) {
+  const items = Array.isArray(r.items) && r.items.length ? r.items : [{ ...r, items: undefined, source: name }];
+  const n = Array.isArray(r.items) ? r.items.length : 0;
+  const parts = [CONTAINER_NAMES[r.kind] || r.kind || "file"];
+  if (r.pages) parts.push(`${r.pages} page${r.pages === 1 ? "" : "s"}`);
+  parts.push(`${n} image${n === 1 ? "" : "s"}${r.truncated ? " (more left out: too many)" : ""}`);
+  renderResults(name, parts.join(", "), items, [], "container");
 }
 
 function explain(name, e) {
@@ -504,6 +541,8 @@ function setupDrop() {
 
 async function main() {
   setupDrop();
+  $("file").accept = MedLens.api.acceptList();
+  $("drop-kinds").textContent = `Takes ${MedLens.api.acceptedText()}.`;
   $("copy-command").addEventListener("click", () => navigator.clipboard.writeText($("server-command").textContent).catch(() => {}));
   $("rescan").addEventListener("click", () => startScan());
   $("pair-form").addEventListener("submit", pairFromForm);

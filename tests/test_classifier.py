@@ -152,6 +152,7 @@ def test_model_card_records_training_calibration_and_the_grouped_study():
     assert len(card["held_out_predictions"]["raw"]) == 1886
     assert card["calibration"]["method"] == "platt"
     assert card["modality_head"]["min_probability"] >= card["threshold"]
+    assert f"at least {card['threshold']:.3f}" in card["what_the_threshold_means"]
 
 
 def _copy_model(tmp_path: Path) -> Path:

@@ -15,9 +15,32 @@
     max_pdf_bytes: 64 * 1024 * 1024,
     max_body_bytes: 64 * 1024 * 1024,
     max_items: 256,
+    max_file_bytes: 256 * 1024 * 1024,
   });
-  const IMAGE_TYPES = Object.freeze(["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"]);
-  const IMAGE_EXT = /\.(png|jpe?g|gif|webp|bmp|tiff?)$/i;
+  // What the popup takes, by what the browser says of a file (its type) or its name's suffix: the
+  // server's upload route reads all of these (README, "Containers and formats"). The one table
+  // behind fileKind, the file input's accept list and the "not supported" sentence.
+  const FILE_KINDS = Object.freeze([
+    { kind: "pdf", name: "a PDF", shown: "", types: ["application/pdf", "application/x-pdf"], suffixes: ["pdf"] },
+    {
+      kind: "image", name: "an image", shown: "PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF, JPEG 2000, HEIC",
+      types: ["image/png", "image/apng", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff", "image/avif", "image/jp2",
+        "image/jpx", "image/heic", "image/heif", "image/jxl"],
+      suffixes: ["png", "apng", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff", "avif", "jp2", "j2k", "jpx", "heic", "heif", "jxl"],
+    },
+    { kind: "container", name: "an office document", shown: "DOCX, PPTX, XLSX, ODT, ODP, ODS", types: [],
+      suffixes: ["docx", "docm", "pptx", "pptm", "xlsx", "xlsm", "odt", "odp", "ods"] },
+    { kind: "container", name: "an e-book", shown: "EPUB, XPS, CBZ, FB2, MOBI", types: ["application/epub+zip", "application/vnd.comicbook+zip"],
+      suffixes: ["epub", "xps", "oxps", "cbz", "fb2", "mobi"] },
+    { kind: "container", name: "an archive", shown: "ZIP, tar", types: ["application/zip", "application/x-zip-compressed", "application/x-tar"],
+      suffixes: ["zip", "tar", "tar.gz", "tgz", "tar.bz2", "tbz2", "tar.xz", "txz"] },
+    { kind: "container", name: "a DICOM file", shown: "", types: ["application/dicom"], suffixes: ["dcm"] },
+    { kind: "container", name: "a video", shown: "MP4, WebM, MOV, AVI, MKV",
+      types: ["video/mp4", "video/webm", "video/quicktime", "video/x-msvideo", "video/avi", "video/x-matroska"],
+      suffixes: ["mp4", "m4v", "webm", "mov", "avi", "mkv"] },
+  ]);
+  // The /v1/health limit on one file of each kind (the request's max_body_bytes caps them all).
+  const SIZE_LIMIT = Object.freeze({ pdf: "max_pdf_bytes", image: "max_image_bytes", container: "max_file_bytes" });
 
   class ApiError extends Error {
     constructor(code, message, status = 0) {
@@ -170,12 +193,29 @@
     return { ...r, label, threshold, modality: label === "medical" ? r.modality : null }; // threshold: what it was compared with
   }
 
-  /** What kind of file the popup was given: "pdf", "image" or null (unsupported). */
+  /** What kind of file the popup was given: "pdf", "image", "container" (a file holding images:
+   * office document, e-book, archive, DICOM, video) or null (unsupported). */
   function fileKind(file) {
     const type = (file.type || "").toLowerCase();
-    if (type === "application/pdf" || /\.pdf$/i.test(file.name || "")) return "pdf";
-    if (IMAGE_TYPES.includes(type) || (!type && IMAGE_EXT.test(file.name || "")) || IMAGE_EXT.test(file.name || "")) return "image";
-    return null;
+    const name = (file.name || "").toLowerCase();
+    const row = FILE_KINDS.find((k) => k.types.includes(type)) || FILE_KINDS.find((k) => k.suffixes.some((x) => name.endsWith(`.${x}`)));
+    return row ? row.kind : null;
+  }
+
+  /** The file input's `accept`: every type and suffix of FILE_KINDS. */
+  function acceptList() {
+    return FILE_KINDS.flatMap((k) => [...k.types, ...k.suffixes.map((x) => `.${x}`)]).join(",");
+  }
+
+  /** "a PDF, an image (PNG, …), …, a DICOM file or a video (MP4, …)": what the popup takes. */
+  function acceptedText() {
+    const parts = FILE_KINDS.map((k) => (k.shown ? `${k.name} (${k.shown})` : k.name));
+    return `${parts.slice(0, -1).join(", ")} or ${parts[parts.length - 1]}`;
+  }
+
+  /** The largest file of `kind` (from fileKind) the server takes in one upload. */
+  function sizeCap(kind, limits) {
+    return Math.min(limits[SIZE_LIMIT[kind]], limits.max_body_bytes);
   }
 
   function port(serverUrl) {
@@ -225,6 +265,6 @@
 
   ns.api = Object.freeze({
     API_VERSION, FALLBACK_LIMITS, ApiError, health, limitsOf, pair, classifyUrls, classifyImages, classifyPdf,
-    classifyImageFiles, applyThreshold, fileKind, serverState,
+    classifyImageFiles, applyThreshold, fileKind, acceptList, acceptedText, sizeCap, serverState,
   });
 })();

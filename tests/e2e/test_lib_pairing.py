@@ -28,7 +28,7 @@ const typed = JSON.parse(process.argv[2]);
 console.log(JSON.stringify({
   alphabet: P.ALPHABET,
   codes: typed.map(P.normalizeCode),
-  limits: [A.limitsOf({limits: {max_image_bytes: 40000, max_pdf_bytes: 400000, max_body_bytes: 500000, max_items: 2}}),
+  limits: [A.limitsOf({limits: {max_image_bytes: 40000, max_pdf_bytes: 400000, max_body_bytes: 500000, max_items: 2, max_file_bytes: 1000000}}),
            A.limitsOf({status: 'ok', api: 1}), A.limitsOf({limits: {max_items: -1, max_pdf_bytes: 'x', max_image_bytes: 1.5}}), A.limitsOf(null)],
 }));
 """
@@ -45,7 +45,7 @@ def test_pairing_and_limits_under_node():
     assert r["codes"][:5] == ["7KQ2M9XD", "7KQ2M9XD", "7KQ2M9XD", "7KQ2M9X0", "11000000"]
     from_server, minimal, odd, none = r["limits"]
     assert from_server == {"max_image_bytes": 40000, "max_pdf_bytes": 400000, "max_body_bytes": 500000, "max_items": 2,
-                           "fromServer": True}
+                           "max_file_bytes": 1000000, "fromServer": True}
     defaults = {"max_image_bytes": 20 * 2**20, "max_pdf_bytes": 64 * 2**20, "max_body_bytes": 64 * 2**20, "max_items": 256,
-                "fromServer": False}
+                "max_file_bytes": 256 * 2**20, "fromServer": False}
     assert minimal == none == odd == defaults  # never "no limit": odd values fall back to the defaults

@@ -22,7 +22,7 @@ def test_popup_uses_the_servers_limits(context, sw, ext_id, classifier, tmp_path
         expect(popup.locator("#server")).to_have_attribute("data-state", "ok")
         limits = popup.evaluate("async () => (await MedLens.api.health(await MedLens.settings.load())).limits")
         assert {k: limits[k] for k in LIMITS} == LIMITS, limits
-        expect(popup.locator("#file-limits")).to_have_text("PDFs up to 391 kB, images up to 39 kB, 2 files per upload")
+        expect(popup.locator("#file-limits")).to_have_text("PDFs up to 391 kB, images up to 39 kB, other files up to 64.0 MB, 2 files per upload")
         # a PDF over the server's cap (report.pdf is 421,555 bytes) is refused before upload
         report = docs_dir / "report.pdf"
         assert report.stat().st_size > LIMITS["max_pdf_bytes"]

@@ -1,5 +1,6 @@
 """The popup: a PDF from shared/data/docs dropped or picked -> upload with progress -> a grid of
-its images with page numbers, labels and counts; image files; unsupported and oversize files."""
+its images with page numbers, labels and counts; image files; files holding images (archive,
+office document, comic book) as a card per image with its place; unsupported and oversize files."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from playwright.sync_api import expect
 
 from e2e.pages import CAT, XRAY
 from e2e.test_server_state import open_popup
+from fixtures import containers
 from fixtures.data import image
 
 # report.pdf: 4 pages x 4 figures, 2 medical + 2 non-medical on each page (docs/README.md)
@@ -89,7 +91,9 @@ def test_image_files_unsupported_and_oversize(context, ext_id, paired, tmp_path,
     txt = tmp_path / "notes.txt"
     txt.write_text("not an image")
     popup.set_input_files("#file", files=[str(txt)])
-    expect(popup.locator("#file-message")).to_contain_text("notes.txt is not supported: drop a PDF or an image")
+    expect(popup.locator("#file-message")).to_contain_text("notes.txt is not supported: drop a PDF, an image (PNG, JPEG")
+    expect(popup.locator("#file-message")).to_contain_text("an office document (DOCX, PPTX, XLSX, ODT, ODP, ODS)")
+    expect(popup.locator("#file-message")).to_contain_text("a DICOM file or a video (MP4, WebM, MOV, AVI, MKV).")
     # oversize (a sparse file: nothing is read or uploaded)
     big = tmp_path / "huge.pdf"
     with open(big, "wb") as fh:
@@ -188,4 +192,60 @@ def test_pdf_result_filter_small_images_and_full_page(context, sw, ext_id, paire
     expect(popup.locator("#file-message")).to_contain_text("Could not open the MedLens page: No MedLens server answers. "
                                                             "Start it in a terminal with `medlens serve`.", timeout=20_000)
     opened.value.close()
+    popup.close()
+
+
+def drop(popup, files: list[tuple[str, str, bytes]]) -> None:
+    """Drop real files on the popup's drop zone, as a user drags them from a file manager."""
+    dt = popup.evaluate_handle("""files => { const dt = new DataTransfer();
+        for (const f of files) dt.items.add(new File([new Uint8Array(f.bytes)], f.name, {type: f.type}));
+        return dt; }""", [{"name": n, "type": t, "bytes": list(b)} for n, t, b in files])
+    popup.dispatch_event("#drop", "drop", {"dataTransfer": dt})
+
+
+def box(popup, name: str):
+    return popup.locator("#results .result").filter(has=popup.locator(".result-head", has_text=name))
+
+
+def cards_of(result) -> list[tuple[str, str]]:
+    return result.locator(".card").evaluate_all("cs => cs.map(c => [c.querySelector('.where').textContent, c.dataset.label])")
+
+
+def test_containers_dropped_in_popup_show_a_card_per_image_with_its_place(context, ext_id, paired, reports_dir):
+    c = containers
+    bundle = c.zip_of({"scans/xray.jpg": c.jpeg(c.XRAY), "charts/chart.png": c.png(c.CHART), "../evil.png": c.png(c.CHART)})
+    report = c.docx([c.MRI, c.SCREENSHOT])
+    atlas = c.zip_of({"001.jpg": c.jpeg(c.XRAY), "002.jpg": c.jpeg(c.CHART)})  # a comic-book archive: pages
+    popup = open_popup(context, ext_id)
+    expect(popup.locator("#file")).to_have_attribute("accept", re.compile(r"(^|,)\.docx,.*\.cbz,.*\.zip,.*\.dcm,.*\.mp4(,|$)"))
+    expect(popup.locator("#file-limits")).to_contain_text("other files up to 64.0 MB")
+    drop(popup, [("bundle.zip", "application/zip", bundle),
+                 ("report.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", report),
+                 ("atlas.cbz", "", atlas), ("xray.jpg", "image/jpeg", image(c.XRAY).read_bytes())])
+    expect(popup.locator("#results .result")).to_have_count(4, timeout=90_000)
+    expect(popup.locator("#results .result[data-kind=container]")).to_have_count(3)
+    zipped = box(popup, "bundle.zip")
+    expect(zipped.locator(".result-head")).to_contain_text("archive, 3 images")
+    got = [(where.split(" · ")[0], label) for where, label in cards_of(zipped)]  # " · X-ray": the modality, if sure
+    assert got == [("member scans/xray.jpg", "medical"), ("member charts/chart.png", "non-medical"), ("member ../evil.png", "error")], got
+    bad = zipped.locator(".card[data-label=error]")
+    expect(bad.locator(".label")).to_have_text("Not classified: unsafe entry")
+    expect(bad.locator(".todo")).to_contain_text("MedLens does not unpack it")  # what happened and what to do
+    assert zipped.locator(".card[data-label=medical] img").get_attribute("src").startswith("data:image/")  # the server's thumbnail
+    docx = box(popup, "report.docx")
+    expect(docx.locator(".result-head")).to_contain_text("office document, 2 images")
+    got = cards_of(docx)
+    assert [label for _, label in got] == ["medical", "non-medical"], got
+    assert all(re.match(r"^member word/media/image\d\.\w+", where) for where, _ in got), got
+    cbz = box(popup, "atlas.cbz")
+    got = cards_of(cbz)
+    assert [(where.split(" · ")[0], label) for where, label in got] == [("page 1, image 1", "medical"), ("page 2, image 1", "non-medical")], got
+    plain = popup.locator("#results .result[data-kind=images]")
+    expect(plain.locator(".result-head")).to_contain_text("xray.jpg")
+    expect(plain.locator(".card")).to_have_attribute("data-label", "medical")
+    # the filter counts the containers' images too
+    expect(popup.locator("[data-filter-count=all]")).to_have_text("8")
+    expect(popup.locator("[data-filter-count=errors]")).to_have_text("1")
+    assert popup.locator("#file-message").is_hidden()
+    popup.screenshot(path=str(reports_dir / "popup-containers.png"), full_page=True)
     popup.close()

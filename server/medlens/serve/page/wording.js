@@ -55,7 +55,7 @@
     forbidden_host: ["refused", "The server refused this address; open it as http://127.0.0.1:PORT/ or http://localhost:PORT/."],
     body_timeout: ["upload too slow", "The upload did not arrive in time. Try again; on a slow link, send fewer or smaller files."],
     body_too_large: ["too large", "The upload is larger than the server accepts in one request; send fewer or smaller files."],
-    unsupported_media_type: ["unsupported file", "The server does not take this kind of file: use a PDF or an image."],
+    unsupported_media_type: ["unsupported file", "The server does not take this kind of file: use a PDF, an image, an office document, an e-book, an archive, a DICOM file or a video."],
     not_found: ["not found", "The server has no such route. Update MedLens and the extension to the same version."],
     read_failed: ["unreadable file", "The file exists but cannot be read (permissions or an I/O error)."],
     config_unwritable: ["server setup", "The server cannot write its config folder; check its permissions and restart `medlens serve`."],
