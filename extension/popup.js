@@ -295,16 +295,9 @@ function resultCard(r, thumb) {
   return card;
 }
 
-/** Where an image sits in the file that held it: "member scans/a.png", "page 2, image 1", "frame
- * at 4.0 s"; "" for a file of its own. The server's `index` is 1-based within its page. */
+/** Where an image sits in the file that held it (the shared wording); "" for a file of its own. */
 function placeOf(r) {
-  const at = [];
-  if (r.member) at.push(`member ${r.member}`);
-  if (r.page) at.push(`page ${r.page}${r.index ? `, image ${r.index}` : ""}`);
-  if (typeof r.time_s === "number") at.push(`frame at ${r.time_s.toFixed(1)} s`);
-  else if (Number.isInteger(r.frame)) at.push(`frame ${r.frame}`);
-  if (r.dicom_modality) at.push(`DICOM ${r.dicom_modality}`);
-  return at.join(", ");
+  return W.placeParts(r).join(", ");
 }
 
 /** One result box: a head with the counts, a grid of the images worth a look, the small ones

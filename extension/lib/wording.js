@@ -177,6 +177,27 @@
     return known ? known[1] : "MedLens could not classify this item. Try again; the server's log says more.";
   }
 
+  /** Where an image sits in the file that held it, as short parts ("member scans/a.png", "page 2,
+   * image 1", "frame 7 at 4.0 s", "DICOM MR"); [] for a file of its own. The popup and the server's
+   * page both show these, so the words are said once. */
+  function placeParts(r) {
+    const at = [];
+    if (!r) return at;
+    if (r.member) at.push(`member ${r.member}`);
+    if (r.page != null) at.push(`page ${r.page}${r.index != null ? `, image ${r.index}` : ""}`);
+    else if (r.index != null) at.push(`image ${r.index}`);
+    const time = typeof r.time_s === "number" ? `${r.time_s.toFixed(1)} s` : null;
+    if (r.role === "summary") {
+      if (time) at.push(`whole video, most medical at ${time}`);
+    } else if (r.frame != null) {
+      at.push(time ? `frame ${r.frame} at ${time}` : `frame ${r.frame}`);
+    } else if (time) {
+      at.push(`at ${time}`);
+    }
+    if (r.dicom_modality) at.push(`DICOM ${r.dicom_modality}`);
+    return at;
+  }
+
   /** "3 medical · 5 non-medical · 1 skipped · 2 not classified" (zero skipped/errors left out). */
   function countsText(c) {
     const parts = [`${c.medical || 0} medical`, `${c["non-medical"] || 0} non-medical`];
@@ -188,5 +209,6 @@
   ns.wording = Object.freeze({
     MODALITY_NAMES, NEAR_THRESHOLD, CATEGORIES, CATEGORY_NAMES, ERRORS, PAGE_ERRORS,
     categoryOf, modalityName, percent, thresholdPercent, verdict, pageLabel, errorReason, errorText, countsText,
+    placeParts,
   });
 })();

@@ -170,7 +170,7 @@ def test_drop_pdf_paste_urls_filter_and_download(page, server, site, shared_data
     assert [c["source"] for c in got] == [r["source"] for r in expected["results"]]
     assert [c["category"] for c in got] == [r["label"] if r["status"] == "ok" else r["status"] for r in expected["results"]]
     first = expected["results"][0]
-    assert f"page {first['page']} · image {first['index']}" in got[0]["text"]
+    assert f"page {first['page']}, image {first['index']}" in got[0]["text"]  # wording.placeParts, as in the popup
     assert all(c["thumb"].startswith("data:image/jpeg") and c["thumbLoaded"] for c in got)
     assert "report.pdf" in page.text_content("#grid")
     page.screenshot(path=str(reports_dir / "web-page-pdf.png"), full_page=True)

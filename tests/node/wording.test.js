@@ -91,3 +91,15 @@ test("counts read as one line, zero skips and errors left out", () => {
   assert.equal(W.countsText({ medical: 2, "non-medical": 5, skipped: 0, error: 0 }), "2 medical · 5 non-medical");
   assert.equal(W.countsText({ medical: 0, "non-medical": 1, skipped: 3, error: 1 }), "0 medical · 1 non-medical · 3 skipped · 1 not classified");
 });
+
+test("an image's place in its file is said the same way in the popup and the page", () => {
+  assert.deepEqual(W.placeParts({ source: "upload:a.png" }), [], "a file of its own has no place");
+  assert.deepEqual(W.placeParts({ member: "scans/a.png" }), ["member scans/a.png"]);
+  assert.deepEqual(W.placeParts({ page: 2, index: 1 }), ["page 2, image 1"]);
+  assert.deepEqual(W.placeParts({ page: 3 }), ["page 3"]);
+  assert.deepEqual(W.placeParts({ frame: 7, time_s: 4 }), ["frame 7 at 4.0 s"]);
+  assert.deepEqual(W.placeParts({ frame: 2 }), ["frame 2"], "an animation's frame has no time");
+  assert.deepEqual(W.placeParts({ role: "summary", frame: 7, time_s: 4.25 }), ["whole video, most medical at 4.3 s"]);
+  assert.deepEqual(W.placeParts({ member: "study/1.dcm", dicom_modality: "MR" }), ["member study/1.dcm", "DICOM MR"]);
+  assert.deepEqual(W.placeParts(null), []);
+});

@@ -488,12 +488,7 @@
       card.querySelector(".probability").remove();
     }
     const where = [];
-    if (r.member) where.push(r.member);
-    if (r.page != null) where.push(`page\u00a0${r.page}`); // no break inside a figure
-    if (r.index != null) where.push(`image\u00a0${r.index}`);
-    if (r.frame != null && r.role !== "summary") where.push(`frame\u00a0${r.frame}`);
-    if (r.time_s != null) where.push(`${r.role === "summary" ? "whole video, most medical at" : "at"}\u00a0${r.time_s.toFixed(1)}\u00a0s`);
-    if (r.dicom_modality) where.push(`DICOM\u00a0${r.dicom_modality}`);
+    where.push(...W.placeParts(r)); // the same words as the extension's popup
     if (r.width && r.height) where.push(`${r.width}\u00a0×\u00a0${r.height}`);
     if (r.page_url) where.push(`on ${shortUrl(r.page_url, false)}`);
     if (r.cached) where.push("cached");
