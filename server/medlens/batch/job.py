@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from medlens.ingest.sources import iter_sources
-from medlens.batch.output import PartWriter, mark_success, prepare_dir, require_pyarrow, write_summary
+from medlens.ingest.sources import iter_sources, require_parquet
+from medlens.batch.output import PartWriter, mark_success, prepare_dir, write_summary
 from medlens.errors import MedLensError
 from medlens.settings import Settings
 
@@ -60,7 +60,7 @@ def run_batch(
     opts = (options or BatchOptions()).resolved(settings)
     if opts.engine not in ENGINES:
         raise MedLensError("invalid_request", f"unknown engine {opts.engine!r}: use one of {', '.join(ENGINES)}")
-    require_pyarrow()
+    require_parquet()
     if opts.engine == "ray":
         from medlens.batch.ray_engine import require_ray
 

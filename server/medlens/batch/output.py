@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from medlens.batch.keys import SourceKeys
 from medlens.batch.loading import ALREADY_DONE, Row
 from medlens.errors import MedLensError
+from medlens.ingest.sources import require_parquet
 from medlens.pipeline.results import combined_label, most_medical, reduce_groups
 
 PART_GLOB = "part-*.parquet"
@@ -40,17 +41,6 @@ COLUMNS = [
     "sha256", "width", "height", "model", "member", "frame", "time_s", "dicom_modality", "role",
 ]
 SUMMARY_ROLE = "summary"  # `role` of a video's own row (its frames' rows have none)
-
-
-def require_pyarrow() -> Any:
-    """pyarrow.parquet, or a clear error naming the extra that brings it."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise MedLensError(
-            "missing_dependency", f"medlens batch writes Parquet and needs pyarrow: pip install 'medlens[scale]' ({exc})"
-        ) from exc
-    return pq
 
 
 def output_schema() -> Any:
@@ -96,7 +86,7 @@ def prepare_dir(out: Path, *, resume: bool) -> SourceKeys:
 
 
 def done_sources(out: Path) -> SourceKeys:
-    pq = require_pyarrow()
+    pq = require_parquet()
     done = SourceKeys()
     for part in sorted(out.glob(PART_GLOB)):
         for source in pq.read_table(part, columns=["source"]).column("source").to_pylist():
@@ -160,7 +150,7 @@ class PartWriter:
     def _write(self, rows: list[Row]) -> None:
         import pyarrow as pa
 
-        pq = require_pyarrow()
+        pq = require_parquet()
         for row in rows:
             if row.get("node"):
                 self.nodes[row["node"]] += 1
@@ -192,7 +182,7 @@ def combine_rows(rows: list[Row]) -> list[Row]:
 
 def read_rows(out: Path) -> list[dict[str, Any]]:
     """Every row of the folder (for tests and small outputs; large ones: read it with pyarrow)."""
-    pq = require_pyarrow()
+    pq = require_parquet()
     rows: list[dict[str, Any]] = []
     for part in sorted(out.glob(PART_GLOB)):
         rows.extend(pq.read_table(part).to_pylist())
@@ -201,7 +191,7 @@ def read_rows(out: Path) -> list[dict[str, Any]]:
 
 def write_summary(out: Path, run: dict[str, Any]) -> dict[str, Any]:
     """_summary.json over the whole folder (all parts, earlier runs included) plus this run's figures."""
-    pq = require_pyarrow()
+    pq = require_parquet()
     labels: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     codes: Counter[str] = Counter()
