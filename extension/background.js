@@ -79,11 +79,40 @@ function withTotals(state) {
   return { ...state, found, done, counts, watching, frameCount: Object.keys(frames).length };
 }
 
+/** The tab state of a page on a site the user turned MedLens off for. */
+function offState(url) {
+  return { status: "off", url, message: `MedLens is off on ${MedLens.settings.siteOf(url)}.` };
+}
+
+/** A scan that began before its site was turned off ends quietly: its late reports and its end
+ * must not turn the tab's "off" back into "done" (the popup shows the tab state as it changes).
+ * Returns the tab's "off" state (written if it was not yet), or null while the site is on. */
+async function stillOff(tabId, url, prev) {
+  if (!MedLens.settings.isSiteOff(url, (await MedLens.settings.load()).offSites)) return null;
+  if (prev.status === "off" && prev.url === url) return prev;
+  const off = offState(url);
+  await setTabState(tabId, off);
+  await setActionBadge(tabId, off); // a count from before is no longer true
+  return off;
+}
+
+/** A scan's last word on its tab (in order after the frames' reports), unless its site is off now. */
+function endScan(tabId, url, state) {
+  return inTabOrder(tabId, async () => {
+    const off = await stillOff(tabId, url, (await getTabState(tabId)) || {});
+    if (off) return off;
+    await setTabState(tabId, state);
+    return state;
+  });
+}
+
 /** Merge frames' numbers into the tab state. `status`: a string, or a function of the merged
  * frames (a frame's report says "done" only once no frame of the tab is still classifying). */
 function mergeFrames(tabId, url, frames, status) {
   return inTabOrder(tabId, async () => {
     const prev = (await getTabState(tabId)) || {};
+    const off = await stillOff(tabId, url, prev);
+    if (off) return off;
     const all = { ...(prev.frames || {}), ...frames };
     const merged = withTotals({ ...prev, status: typeof status === "function" ? status(all) : status, url, frames: all });
     await setTabState(tabId, merged);
@@ -387,11 +416,7 @@ async function scanTab(tab) {
     await setTabState(tab.id, state);
     return state;
   }
-  if (MedLens.settings.isSiteOff(tab.url, s.offSites)) {
-    const state = { status: "off", url: tab.url, message: `MedLens is off on ${MedLens.settings.siteOf(tab.url)}.` };
-    await setTabState(tab.id, state);
-    return state;
-  }
+  if (MedLens.settings.isSiteOff(tab.url, s.offSites)) return endScan(tab.id, tab.url, offState(tab.url));
   // A scan again of the same page keeps what the popup knows of its unclassified images: the page
   // asks only about images it has not asked about before (a navigation clears the tab's state).
   await inTabOrder(tab.id, async () => {
@@ -401,8 +426,7 @@ async function scanTab(tab) {
   });
   const { server } = await MedLens.native.reachServer(s); // down or unpaired: the native host starts and pairs it
   if (!server.ok) {
-    const state = { status: "server", url: tab.url, server };
-    await inTabOrder(tab.id, () => setTabState(tab.id, state));
+    const state = await endScan(tab.id, tab.url, { status: "server", url: tab.url, server });
     await setActionBadge(tab.id, state);
     return state;
   }
@@ -410,9 +434,7 @@ async function scanTab(tab) {
   try {
     return await scanFrames(tab, s);
   } catch (e) {
-    const state = { status: "failed", url: tab.url, message: `MedLens could not read this page: ${e.message}` };
-    await setTabState(tab.id, state);
-    return state;
+    return endScan(tab.id, tab.url, { status: "failed", url: tab.url, message: `MedLens could not read this page: ${e.message}` });
   }
 }
 

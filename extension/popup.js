@@ -210,15 +210,21 @@ async function tabUrl(tabId) {
   }
 }
 
+// Only the latest scan's answer is shown: the one the popup asked for as it opened may end after
+// a click on "off on this site" (or "Scan again") has asked for another.
+let latestScan = 0;
+
 async function startScan() {
   if (currentTabId === null) return;
+  const scan = ++latestScan;
   showScan({ status: "scanning", found: 0, done: 0, counts: {} });
   try {
     const state = await ext.runtime.sendMessage({ type: TYPES.SCAN_TAB, tabId: currentTabId });
+    if (scan !== latestScan) return;
     if (state && state.status) showScan(state);
     if ($("server").dataset.state !== "ok") refreshServer(); // the scan may have started the server via the native host
   } catch (e) {
-    showScan({ status: "failed", message: `Could not scan: ${e.message}` });
+    if (scan === latestScan) showScan({ status: "failed", message: `Could not scan: ${e.message}` });
   }
 }
 

@@ -6,6 +6,8 @@
                          cookie (403 otherwise): an image "behind the user's login"
     /files/<name>        bytes registered by a test (`site.add_file`), with their content type
     /slow/<ms>.js        an empty script answered after <ms> milliseconds: a slow third-party script
+    /slow/<ms>/<rel>     a file of shared/data answered after <ms> milliseconds (to the browser and
+                         the MedLens server alike): a scan that is still running when the test acts
 
 The same routes answer on a second loopback origin, `site.other_base` (127.0.0.2, another site
 to the browser), for cross-origin iframes: `site.other(url)` moves a URL there.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import functools
 import http.server
 import mimetypes
+import re
 import threading
 import time
 from pathlib import Path
@@ -73,6 +76,9 @@ class Site:
     def image(self, rel: str) -> str:
         return f"{self.base}/data/images/{rel}"
 
+    def slow(self, rel: str, ms: int) -> str:
+        return f"{self.base}/slow/{ms}/{rel}"
+
     def private(self, rel: str) -> str:
         return f"{self.base}/private/{rel}"
 
@@ -128,6 +134,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/slow/") and path.endswith(".js") and path[len("/slow/"):-3].isdigit():
             time.sleep(min(int(path[len("/slow/"):-3]), 30_000) / 1000)
             return self._send(200, b"/* a slow third-party script */", "text/javascript")
+        slow = re.fullmatch(r"/slow/(\d+)/(.+)", path)
+        if slow:
+            time.sleep(min(int(slow[1]), 30_000) / 1000)
+            path = "/data/" + slow[2]
         if path.startswith("/files/") and path[len("/files/"):] in self.site.files:
             body, ctype = self.site.files[path[len("/files/"):]]
             return self._send(200, body, ctype)

@@ -5,6 +5,7 @@ entries refused with a message), and a threshold slider that reaches the server'
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.sync_api import expect
 
@@ -44,6 +45,32 @@ def test_popup_turns_medlens_off_and_on_for_this_site(context, sw, ext_id, paire
     assert [b["label"] for b in wait_badges(page, 1)] == ["medical"]
     popup.close()
     page.close()
+
+
+def test_off_on_this_site_stays_off_when_the_scan_it_interrupted_ends(context, sw, ext_id, paired, site):
+    """The scan the popup starts as it opens may end after "Turn off on this site": its end must
+    not turn the popup (or the toolbar count) back to "done"."""
+    delay_ms = 3000
+    url = site.add_page("site-off-mid-scan.html", f"""<!doctype html><body><h1>Off mid-scan</h1>
+<img src="{site.slow('images/' + XRAY, delay_ms)}" width="200" height="200"></body>""")
+    page = open_page(context, url)
+    popup = open_popup(context, ext_id, f"?tabId={tab_for(sw, page.url)['id']}")
+    expect(popup.locator("#site-name")).to_have_text(f"127.0.0.1:{site.port}")
+    popup.click("#site-off")
+    expect(popup.locator("#scan")).to_have_attribute("data-status", "off")
+    # long enough for the page's image and then the server's fetch of it (each delay_ms) and the answer
+    deadline = time.monotonic() + 2 * delay_ms / 1000 + 4
+    seen = []
+    while time.monotonic() < deadline:
+        seen.append(popup.locator("#scan").get_attribute("data-status"))
+        popup.wait_for_timeout(100)
+    assert set(seen) == {"off"}, seen
+    tab = tab_for(sw, page.url)
+    assert sw.evaluate("id => chrome.storage.session.get(`tab:${id}`)", tab["id"])[f"tab:{tab['id']}"]["status"] == "off"
+    assert sw.evaluate("id => chrome.action.getBadgeText({ tabId: id })", tab["id"]) == ""
+    popup.close()
+    page.close()
+    sw.evaluate("() => chrome.storage.local.set({ offSites: [] })")
 
 
 def test_popup_strictness_for_this_site_changes_its_labels(context, sw, ext_id, paired, site, reports_dir):
