@@ -162,3 +162,13 @@ def test_url_list_from_a_loopback_host_on_ray(ray_cluster, corpus_host, classifi
     assert code["timeout"] == "fetch_timeout" and code["too_large"] == "too_large"
     assert code["not_an_image"] == "not_an_image"
     assert summary["sources"] == len(urls) and summary["status"] == {"ok": 3, "error": 4}
+
+
+def test_ray_usage_reporting_is_off(ray_cluster) -> None:
+    """A batch run sends nothing off the machine: Ray's usage reporting (and Ray Data's metrics
+    poller, which follows it) is off in this process and the cluster it started."""
+    from ray._common.usage.usage_lib import usage_stats_enabled
+    from ray.data._internal.usage.collector import usage_collection_disabled
+
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert not usage_stats_enabled() and usage_collection_disabled()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -44,6 +45,10 @@ LISTING_CPUS = 0
 
 
 def require_ray() -> Any:
+    """Ray, imported with its usage reporting off: a MedLens run sends nothing off the machine, and
+    Ray's reporting (and Ray Data's metrics poller) would otherwise run with every instance this
+    process or its workers start. A user who sets RAY_USAGE_STATS_ENABLED themselves keeps theirs."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
         import ray.data  # noqa: F401
