@@ -1,10 +1,9 @@
 """The media extraction process: videos (PyAV/FFmpeg) and e-books (MuPDF), killable and warm.
 
-`python -m medlens.ingest.media_worker` speaks the PDF child's framing (pdf.py: an 8-byte length
-and a payload; READY first). In, per job: a JSON header (`job`: "video" or a PyMuPDF file type,
-and the settings) and the bytes. Out: a JSON header (the `Loaded` fields and, per item, its
-place, size, group and error) and per decoded item its JPEG thumbnail (may be empty) and raw
-RGB pixels; or `{"error": {...}}`. JSON, not pickle: the child has parsed hostile bytes.
+`python -m medlens.ingest.media_worker` speaks child_protocol's framing, as the PDF child does.
+In, per job: a JSON header (`job`: "video" or a PyMuPDF file type, and the settings) and the
+bytes. Out: a JSON header (the `Loaded` fields and, per item, its place, size, group and error)
+and per decoded item its JPEG thumbnail (may be empty) and raw RGB pixels; or `{"error": {...}}`.
 `MEDIA_CHILD` tells the pool (`pdf_workers.ExtractionWorkers`) how to run it.
 """
 
@@ -13,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import sys
 from typing import Any, BinaryIO
 
@@ -21,7 +19,8 @@ from PIL import Image
 
 from medlens.errors import MedLensError
 from medlens.ingest.items import Item, Loaded, Place
-from medlens.ingest.pdf import ChildReported, _frame, _read_frame, make_thumbnail, read_frame_async
+from medlens.ingest.child_protocol import ChildReported, frame, read_frame_async, serve_jobs
+from medlens.ingest.pdf import make_thumbnail
 from medlens.ingest.pdf_workers import ChildKind, ExtractionWorkers
 from medlens.settings import Settings
 
@@ -44,32 +43,16 @@ def run_job(job: str, data: bytes, settings: Settings) -> Loaded:
     return loaded
 
 
-def _child_main() -> int:
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol stream
-    stdin = sys.stdin.buffer
-    out.write(_frame(READY))
-    out.flush()
-    while True:
-        try:
-            header = json.loads(_read_frame(stdin))
-            data = _read_frame(stdin)
-        except EOFError:
-            out.close()
-            return 0
-        _answer(out, header, data)
-        out.flush()
-
-
-def _answer(out: BinaryIO, header: dict[str, Any], data: bytes) -> None:
+def _answer(out: BinaryIO, header_json: bytes, data: bytes) -> None:
     try:
+        header = json.loads(header_json)
         loaded = run_job(str(header["job"]), data, Settings(**header["settings"]))
     except MedLensError as exc:
-        out.write(_frame(json.dumps({"error": exc.to_dict()}).encode()))
+        out.write(frame(json.dumps({"error": exc.to_dict()}).encode()))
         return
     except Exception as exc:  # a library failing on odd input: this input's error, the process lives on
         error = {"code": "decode_failed", "message": f"cannot read the file: {type(exc).__name__}"}
-        out.write(_frame(json.dumps({"error": error}).encode()))
+        out.write(frame(json.dumps({"error": error}).encode()))
         return
     meta: dict[str, Any] = {name: getattr(loaded, name) for name in _LOADED_FIELDS}
     meta["items"] = [
@@ -77,16 +60,16 @@ def _answer(out: BinaryIO, header: dict[str, Any], data: bytes) -> None:
          "sha256": item.sha256, "error": item.error.to_dict() if item.error else None}
         for item in loaded.items
     ]
-    out.write(_frame(json.dumps(meta).encode()))
+    out.write(frame(json.dumps(meta).encode()))
     for item in loaded.items:
         if item.error is None and item.image is not None:
-            out.write(_frame(item.thumbnail or b""))
-            out.write(_frame(item.image.convert("RGB").tobytes()))
+            out.write(frame(item.thumbnail or b""))
+            out.write(frame(item.image.convert("RGB").tobytes()))
 
 
 def request_frames(data: bytes, settings: Settings, job: dict[str, Any]) -> bytes:
     header = {"job": job["job"], "settings": dataclasses.asdict(settings)}
-    return _frame(json.dumps(header).encode()) + _frame(data)
+    return frame(json.dumps(header).encode()) + frame(data)
 
 
 async def read_answer(stdout: asyncio.StreamReader) -> Loaded:
@@ -136,4 +119,4 @@ def media_workers(settings: Settings) -> ExtractionWorkers:
 
 
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    sys.exit(serve_jobs(READY, _answer))

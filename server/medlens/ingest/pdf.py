@@ -19,8 +19,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import os
-import struct
 import sys
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -30,6 +28,7 @@ import pymupdf
 from PIL import Image
 
 from medlens.errors import MedLensError, plain_reason
+from medlens.ingest.child_protocol import ChildReported, close_input, frame, read_frame_async, serve_jobs
 from medlens.image_modes import to_rgb
 from medlens.settings import Settings
 
@@ -240,52 +239,12 @@ def make_thumbnail(image: Image.Image, side: int) -> bytes:
 # ---------------------------------------------------------------- time-limited, in a child process
 #
 # The child is a fresh `python -m medlens.ingest.pdf` (no fork of a threaded server, no dependency
-# on how the parent's __main__ was started). Frames on its stdin/stdout are an 8-byte big-endian
-# length and a payload. Out first, once its imports are done: READY. Then for each document, in:
-# a JSON settings object and the PDF; out: a JSON header and per image its JPEG thumbnail and
-# raw RGB pixels, box-reduced to `pdf_image_side` (a 49-Mpx figure is ~100 kB, not 147 MB, to
-# copy through the pipe and onto the server's event loop). It serves documents until its stdin
-# ends. JSON, not pickle: the child has parsed hostile bytes and its answer is read as data only.
+# on how the parent's __main__ was started), speaking child_protocol's framing. Per document, in:
+# a JSON settings object and the PDF; out: a JSON header and per image its JPEG thumbnail and raw
+# RGB pixels, box-reduced to `pdf_image_side` (a 49-Mpx figure is ~100 kB, not 147 MB, to copy
+# through the pipe and onto the server's event loop).
 
-_LEN = struct.Struct(">Q")
 READY = b"medlens-pdf-ready"
-
-
-def _frame(payload: bytes) -> bytes:
-    return _LEN.pack(len(payload)) + payload
-
-
-def _read_frame(stream: BinaryIO) -> bytes:
-    size = _LEN.unpack(_read_exactly(stream, _LEN.size))[0]
-    return _read_exactly(stream, size)
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = stream.read(size - len(buf))
-        if not chunk:
-            raise EOFError("input ended early")
-        buf += chunk
-    return bytes(buf)
-
-
-def _child_main() -> int:
-    """Entry point of the child process: say READY, then answer each (settings, PDF) on stdin."""
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol stream
-    stdin = sys.stdin.buffer
-    out.write(_frame(READY))
-    out.flush()
-    while True:
-        try:
-            settings_json = _read_frame(stdin)
-            data = _read_frame(stdin)
-        except EOFError:
-            out.close()
-            return 0
-        _answer(out, settings_json, data)
-        out.flush()
 
 
 def _answer(out: BinaryIO, settings_json: bytes, data: bytes) -> None:
@@ -293,10 +252,10 @@ def _answer(out: BinaryIO, settings_json: bytes, data: bytes) -> None:
         settings = Settings(**json.loads(settings_json))
         result = extract_pdf_images(data, settings, reduce_to=settings.pdf_image_side)
     except MedLensError as exc:
-        out.write(_frame(json.dumps({"error": exc.to_dict()}).encode()))
+        out.write(frame(json.dumps({"error": exc.to_dict()}).encode()))
         return
     except Exception as exc:
-        out.write(_frame(json.dumps({"error": {"code": "pdf_malformed", "message": f"cannot read PDF: {plain_reason(exc)}"}}).encode()))
+        out.write(frame(json.dumps({"error": {"code": "pdf_malformed", "message": f"cannot read PDF: {plain_reason(exc)}"}}).encode()))
         return
     header = {name: getattr(result, name) for name in _SUMMARY_FIELDS}
     header["images"] = [
@@ -304,43 +263,33 @@ def _answer(out: BinaryIO, settings_json: bytes, data: bytes) -> None:
          "pixel_width": item.image.width, "pixel_height": item.image.height}
         for item in result.images
     ]
-    out.write(_frame(json.dumps(header).encode()))
+    out.write(frame(json.dumps(header).encode()))
     for item in result.images:
-        out.write(_frame(item.thumbnail))
-        out.write(_frame(item.image.tobytes()))
+        out.write(frame(item.thumbnail))
+        out.write(frame(item.image.tobytes()))
 
 
 _SUMMARY_FIELDS = ("pages", "truncated", "repaired", "skipped_small", "skipped_duplicate", "skipped_large", "skipped_unreadable")
 
 
-class ChildReported(MedLensError):
-    """An error the child answered with (encrypted, malformed, ...): it read the whole document
-    and its output stream is intact, so a warm child can take the next one."""
-
-
-async def read_frame_async(stdout: asyncio.StreamReader) -> bytes:
-    size = _LEN.unpack(await stdout.readexactly(_LEN.size))[0]
-    return await stdout.readexactly(size)
-
-
 def request_frames(data: bytes, settings: Settings) -> bytes:
     """What a child reads for one document: the settings, then the PDF."""
-    return _frame(json.dumps(dataclasses.asdict(settings)).encode()) + _frame(data)
+    return frame(json.dumps(dataclasses.asdict(settings)).encode()) + frame(data)
 
 
 async def read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
     """One document's answer from a child: its extraction, or its MedLensError raised here."""
 
-    async def frame() -> bytes:
+    async def next_frame() -> bytes:
         return await read_frame_async(stdout)
 
-    header = json.loads(await frame())
+    header = json.loads(await next_frame())
     if "error" in header:
         raise ChildReported(str(header["error"]["code"]), str(header["error"]["message"]))
     result = PdfExtraction(**{name: header[name] for name in _SUMMARY_FIELDS})
     for meta in header["images"]:
-        thumbnail = await frame()
-        pixels = await frame()
+        thumbnail = await next_frame()
+        pixels = await next_frame()
         size = (int(meta["pixel_width"]), int(meta["pixel_height"]))
         if len(pixels) != size[0] * size[1] * 3:
             raise MedLensError("pdf_malformed", "PDF extraction returned inconsistent image data")
@@ -367,13 +316,6 @@ async def start_child() -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
-
-
-def close_input(proc: asyncio.subprocess.Process) -> None:
-    """Close a child's stdin: an idle child exits on it, and a killed one's transport can only
-    close (before the event loop does) once every pipe is closed."""
-    if proc.stdin is not None and not proc.stdin.is_closing():
-        proc.stdin.close()
 
 
 async def extract_pdf_images_limited(data: bytes, settings: Settings) -> PdfExtraction:
@@ -410,4 +352,4 @@ async def extract_pdf_images_limited(data: bytes, settings: Settings) -> PdfExtr
 
 
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    sys.exit(serve_jobs(READY, _answer))

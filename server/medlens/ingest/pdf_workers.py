@@ -30,15 +30,13 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from medlens.errors import MedLensError
+from medlens.ingest.child_protocol import ChildReported, close_input, read_frame_async
 from medlens.ingest.pdf import (
     READY,
-    ChildReported,
     PdfExtraction,
     check_pdf_bytes,
-    close_input,
     extract_pdf_images_limited,
     read_answer,
-    read_frame_async,
     request_frames,
     start_child,
 )
