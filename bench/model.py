@@ -2,8 +2,11 @@
 graph) and of the whole model path (decode, one resize, graph, heads), each end-to-end figure as
 a ratio to the graph alone at the same batch, measured in the same run. Figures, not pass/fail.
 
-    .venv/bin/python bench/model.py [--quick] [--images N]
+    .venv/bin/python bench/model.py [--quick] [--images N] [--against MODEL_DIR]
     .venv/bin/python bench/model.py --device cuda --workers 16 --images 4096   # GPU machine
+
+`--against` times another model folder's whole path in the same rounds (e.g. the last release's,
+from `git show`), as a ratio: this model against that one, on the same images.
 
 On the CPU everything runs in this process with ONNX Runtime, as `medlens serve` does. With
 `--device cuda`, decoding and resizing run in `--workers` processes (as a GPU host must, or the
@@ -63,13 +66,14 @@ def prepare(data: bytes) -> tuple[np.ndarray, float]:
     return model_input(img), log_aspect(img.width, img.height)
 
 
-def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> None:
+def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int, against: Classifier | None = None) -> None:
     ex = classifier.extractor
     pixels, aspects = model_batch([open_for_model(b) for b in blobs[:32]])
     print("the model's graph alone (shipped ONNX: network + image statistics, uint8 in) and the whole path, images/s;")
     print("rounds alternate between the two, so a busy machine slows both alike (ratio: median of the rounds')")
     print(f"{'':<34}" + "".join(f"{'batch ' + str(b):>18}" for b in BATCHES))
     alone_row, e2e_row = f"{'graph alone (baseline)':<34}", f"{'decode+resize+graph+heads':<34}"
+    other_row, versus_row = f"{'--against: the whole path':<34}", f"{'this model / --against':<34}"
     for b in BATCHES:
         x = np.ascontiguousarray(np.resize(pixels, (b, *pixels.shape[1:])))
         a = np.resize(aspects, b).astype(np.float32)
@@ -79,20 +83,30 @@ def cpu_report(classifier: Classifier, blobs: Sequence[bytes], repeats: int) -> 
             for _ in range(reps):
                 ex.features(x, a)
 
-        def run() -> None:
+        def run(model: Classifier = classifier) -> None:
             for i in range(0, len(blobs), b):
-                classifier.classify([open_for_model(d) for d in blobs[i : i + b]])
+                model.classify([open_for_model(d) for d in blobs[i : i + b]])
 
         graph(), run()  # warm-up
-        alone, whole = [], []
+        if against is not None:
+            run(against)
+        alone, whole, other = [], [], []
         for _ in range(repeats):
             alone.append(reps * b / _seconds(graph))
             whole.append(len(blobs) / _seconds(run))
+            if against is not None:
+                other.append(len(blobs) / _seconds(lambda: run(against)))
         ratio = statistics.median(w / g for w, g in zip(whole, alone))
         alone_row += f"{statistics.median(alone):>10.1f} (1.00x)"
         e2e_row += f"{statistics.median(whole):>10.1f} ({ratio:.2f}x)"
+        if against is not None:
+            other_row += f"{statistics.median(other):>10.1f}{'':>8}"
+            versus_row += f"{statistics.median(w / o for w, o in zip(whole, other)):>17.2f}x"
     print(alone_row)
     print(e2e_row, flush=True)
+    if against is not None:
+        print(other_row)
+        print(versus_row, flush=True)
 
     # where one image's time goes, at batch 8
     n = len(blobs)
@@ -182,12 +196,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode processes with --device cuda")
     parser.add_argument("--batch", type=int, default=256, help="GPU batch with --device cuda")
     parser.add_argument("--torch", action="store_true", help="with --device cuda: run the network in torch")
+    parser.add_argument("--against", type=Path, help="another model folder, timed end to end in the same rounds (CPU)")
     args = parser.parse_args()
     blobs = real_blobs(args.images)
     if args.device == "cpu":
         classifier = Classifier.load(device="cpu")
-        print(f"{os.cpu_count()} cores; model {classifier.info['backbone']} + heads, ONNX Runtime on the CPU\n")
-        cpu_report(classifier, blobs, 2 if args.quick else 4)
+        against = Classifier.load(args.against, device="cpu") if args.against else None
+        print(f"{os.cpu_count()} cores; model {classifier.info['backbone']} + heads, ONNX Runtime on the CPU"
+              + (f"; against {args.against}" if against else "") + "\n")
+        cpu_report(classifier, blobs, 2 if args.quick else 4, against)
         return 0
     torch_net = None
     classifier = None
