@@ -45,6 +45,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     tune.add_argument("--lr", type=float, default=None, help="learning rate of the tuned blocks (default 1e-4)")
     tune.add_argument("--epochs", type=int, default=None, help="epochs of --draws batches' worth (default 3)")
     tune.add_argument("--draws", type=int, default=None, help="images drawn per epoch (default 2048)")
+    tune.add_argument("--levers", action="store_true",
+                      help="in the same folds, also score heads on the untuned network and heads without composites "
+                           "(the card's grouped_folds.levers): what the tuning and the composites each add")
     return parser
 
 
@@ -110,7 +113,8 @@ def _fine_tune(args: argparse.Namespace, settings: Any, samples: list, t0: float
         framed_views=0 if args.no_framed else 1, seed=args.seed, backbone=args.backbone or "mobilenet_v2",
         weights_path=args.weights, progress=sys.stderr.isatty(),
     )
-    study = grouped_study(net, layout, acts, spec, n_folds=args.folds, seed=args.seed, framed_heads=spec["framed"])
+    study = grouped_study(net, layout, acts, spec, n_folds=args.folds, seed=args.seed, framed_heads=spec["framed"],
+                          levers=args.levers)
     decision, rule = pooled_decisions(study, acts)
     head, _ = fit_final(net, layout, acts, spec, decision, rule, seed=args.seed, framed_heads=spec["framed"])
     save_tuned(net, spec["first_block"], args.out / TUNED_FILE)

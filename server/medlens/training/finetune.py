@@ -163,7 +163,7 @@ def fine_tune(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(y)
+            total += loss.item() * len(y)
         point = {"epoch": epoch + 1, "train_loss": total / len(draws)}
         if eval_idx is not None and len(eval_idx):
             point.update(_held_out(tuner, layout, acts.real, np.asarray(eval_idx, dtype=int)))
