@@ -131,20 +131,32 @@ def run_fold(
                       {k: np.asarray(v, dtype=np.float64) for k, v in variants.items()})
 
 
+# A modality name on a non-medical image makes the wrong label look authoritative: the naming rule
+# may put one on at most this share of the non-medical images it is chosen on.
+MAX_NAMED_NON_MEDICAL = 0.01
+
+
 def choose_naming_rule(
     proba: np.ndarray, modality: np.ndarray, truth: Sequence[str | None], classes: Sequence[str], threshold: float = 0.5,
+    max_named_non_medical: float = MAX_NAMED_NON_MEDICAL,
 ) -> NamingRule:
-    """The bars that maximise right names minus wrong ones out of fold; a name on a non-medical
-    image counts as wrong, and so does a wrong kind. `truth` is None for non-medical images and
-    "other" for medical kinds the head cannot name."""
-    best, best_score = NamingRule(0.5, 0.0), -np.inf
+    """The bars that maximise right names minus wrong ones out of fold, among those that name at
+    most `max_named_non_medical` of the non-medical images; a name on a non-medical image counts
+    as wrong, and so does a wrong kind. `truth` is None for non-medical images and "other" for
+    medical kinds the head cannot name. The strictest bars (naming next to nothing) always qualify."""
     confidence = modality.max(axis=1) if len(modality) else np.zeros(0)
     top = [classes[int(k)] for k in modality.argmax(axis=1)] if len(modality) else []
     nameable = np.array([t != OTHER_MODALITY for t in top], dtype=bool)
     correct = np.array([t == u for t, u in zip(top, truth)], dtype=bool)
-    for p_min in sorted({max(p, threshold) for p in NAMING_PROBABILITIES}):
+    non_medical = np.array([t is None for t in truth], dtype=bool)
+    allowed = max_named_non_medical * int(non_medical.sum())
+    p_grid = sorted({max(p, threshold) for p in NAMING_PROBABILITIES})
+    best, best_score = NamingRule(float(p_grid[-1]), 1.0), -np.inf
+    for p_min in p_grid:
         for c_min in np.round(np.linspace(0.0, 1.0, 101), 2):
             named = (proba >= p_min) & (confidence >= c_min) & nameable
+            if int((named & non_medical).sum()) > allowed:
+                continue
             right = int((named & correct).sum())
             score = right - (int(named.sum()) - right)
             if score > best_score:
@@ -417,7 +429,8 @@ def tuned_card(
         "modality_rule": "named only when the calibrated probability of medical >= min_probability and the modality "
                          "head's top probability >= min_confidence (both chosen on the grouped folds' held-out "
                          "predictions to maximise right minus wrong names, a name on a non-medical image counting as "
-                         "wrong); otherwise null",
+                         f"wrong, among the bars that name at most {MAX_NAMED_NON_MEDICAL:.1%} of the non-medical "
+                         "images there); otherwise null",
         "grouped_folds": summary,
         "what_the_threshold_means": threshold_meaning(study, samples, decision.threshold),
         "held_out_predictions": card_predictions(study, samples, data_name),
