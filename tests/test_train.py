@@ -192,6 +192,26 @@ def test_naming_rule_names_only_clearly_medical_images_the_head_is_sure_of():
     assert names[3:] == [None, None, None]
 
 
+def test_naming_rule_puts_a_name_on_at_most_its_share_of_non_medical_images():
+    """Right-minus-wrong alone would name a confident false positive to win two right names; the
+    cap on names for non-medical images forbids that, at the cost of those names."""
+    classes = ["ct", "xray", "other"]
+    rng = np.random.default_rng(0)
+    # 100 non-medical images, two of them confident false positives the modality head is sure of
+    non = [(0.3, [0.5, 0.3, 0.2], None)] * 98 + [(0.97, [0.95, 0.03, 0.02], None)] * 2
+    medical = [(0.96 + 0.03 * rng.random(), [0.9, 0.05, 0.05], "ct") for _ in range(10)]
+    rows = non + medical
+    proba = np.array([r[0] for r in rows])
+    modality = np.array([r[1] for r in rows])
+    truth = [r[2] for r in rows]
+    free = choose_naming_rule(proba, modality, truth, classes, max_named_non_medical=1.0)
+    assert sum(n is not None for n in free.names(proba, modality, classes)[:100]) == 2  # 10 right - 2 wrong wins
+    capped = choose_naming_rule(proba, modality, truth, classes)  # at most 1 %: one of 100
+    names = capped.names(proba, modality, classes)
+    assert sum(n is not None for n in names[:100]) <= 1
+    assert all(n in ("ct", None) for n in names[100:])
+
+
 def test_leave_sources_out_reports_every_source_and_framed_copies(trained):
     data, _, _, _ = trained
     keep = {"pydicom-data", "nilearn-mni152", "idrid-codras", "charts-sklearn-data", "tango-icons", "tuxpaint-stamps",
