@@ -39,7 +39,7 @@ CALIBRATION = "platt"
 BINARY_PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
     "eval_metric": "logloss",
-    "eta": 0.16,
+    "eta": 0.08,
     "max_depth": 3,
     "min_child_weight": 2.0,
     "subsample": 0.8,
@@ -48,18 +48,20 @@ BINARY_PARAMS: dict[str, Any] = {
     "max_bin": 64,
     "tree_method": "hist",
 }
-BINARY_ROUNDS = 100  # eta x rounds as before (0.08 x 200): half the trees, for 2 shared cores
+# 0.08 x 200 against 0.16 x 100 and 0.04 x 400 on the 10 source-grouped folds: balanced accuracy
+# 0.902 / 0.893 / 0.901, ROC AUC 0.961 / 0.957 / 0.958 (model card: levers)
+BINARY_ROUNDS = 200
 MODALITY_PARAMS: dict[str, Any] = {
     "objective": "multi:softprob",
     "eval_metric": "mlogloss",
-    "eta": 0.2,
+    "eta": 0.1,
     "max_depth": 3,
     "subsample": 0.8,
     "colsample_bytree": 0.3,
     "max_bin": 64,
     "tree_method": "hist",
 }
-MODALITY_ROUNDS = 60  # eta x rounds as before (0.1 x 120)
+MODALITY_ROUNDS = 120  # 0.1 x 120 names 48 % right against 46 % for 0.2 x 60, same folds
 # Kinds that are X-ray imaging by physics, named with their family (issue: mammograms and X-ray
 # angiograms were called "fundus" when each stood alone with one source).
 MODALITY_FAMILY = {"mammography": "xray", "angiography": "xray"}
