@@ -279,17 +279,13 @@ def request_frames(data: bytes, settings: Settings) -> bytes:
 
 async def read_answer(stdout: asyncio.StreamReader) -> PdfExtraction:
     """One document's answer from a child: its extraction, or its MedLensError raised here."""
-
-    async def next_frame() -> bytes:
-        return await read_frame_async(stdout)
-
-    header = json.loads(await next_frame())
+    header = json.loads(await read_frame_async(stdout))
     if "error" in header:
         raise ChildReported(str(header["error"]["code"]), str(header["error"]["message"]))
     result = PdfExtraction(**{name: header[name] for name in _SUMMARY_FIELDS})
     for meta in header["images"]:
-        thumbnail = await next_frame()
-        pixels = await next_frame()
+        thumbnail = await read_frame_async(stdout)
+        pixels = await read_frame_async(stdout)
         size = (int(meta["pixel_width"]), int(meta["pixel_height"]))
         if len(pixels) != size[0] * size[1] * 3:
             raise MedLensError("pdf_malformed", "PDF extraction returned inconsistent image data")
