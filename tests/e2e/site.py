@@ -131,12 +131,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(404, b"no such page", "text/plain")
             return self._send(200, html.encode(), "text/html; charset=utf-8",
                               {"Set-Cookie": f"{COOKIE}; Path=/; SameSite=Lax", **self.site.page_headers[path[len("/pages/"):]]})
-        if path.startswith("/slow/") and path.endswith(".js") and path[len("/slow/"):-3].isdigit():
-            time.sleep(min(int(path[len("/slow/"):-3]), 30_000) / 1000)
-            return self._send(200, b"/* a slow third-party script */", "text/javascript")
-        slow = re.fullmatch(r"/slow/(\d+)/(.+)", path)
+        slow = re.fullmatch(r"/slow/(\d+)(?:\.js|/(.+))", path)
         if slow:
             time.sleep(min(int(slow[1]), 30_000) / 1000)
+            if slow[2] is None:
+                return self._send(200, b"/* a slow third-party script */", "text/javascript")
             path = "/data/" + slow[2]
         if path.startswith("/files/") and path[len("/files/"):] in self.site.files:
             body, ctype = self.site.files[path[len("/files/"):]]
